@@ -1,15 +1,79 @@
 // The nfhm command line.
 import { readFileSync } from 'node:fs'
-import { Command } from 'commander'
+import { Command, Option } from 'commander'
+import { loadConfig } from './config/load.js'
+import type { Config } from './config/schema.js'
 import { doctor } from './doctor.js'
 import { repoRoot } from './bridge/python.js'
+import { closeSession, openSession } from './stages/session.js'
+import { runPipeline, type PipelineOptions } from './stages/pipeline.js'
+import { printSummary } from './report/summary.js'
 
 const { version } = JSON.parse(readFileSync(`${repoRoot}/package.json`, 'utf8')) as { version: string }
+
+interface RunFlags {
+  set: string[]
+  runDir?: string
+  resume?: boolean
+  restart?: boolean
+  skipBad?: boolean
+  k?: string
+  worker?: string
+  tokenFile?: string
+  transport?: Config['worker']['transport']
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value]
+}
+
+function overrides(flags: RunFlags): string[] {
+  const sets = [...flags.set]
+  if (flags.skipBad) sets.push('embed.skip_bad=true')
+  if (flags.k) sets.push(`cluster.k=${flags.k}`, 'cluster.ratio=null')
+  if (flags.transport) sets.push(`worker.transport=${flags.transport}`)
+  if (flags.worker) sets.push('worker.transport=tcp', `worker.address=${flags.worker}`)
+  if (flags.tokenFile) sets.push(`worker.token_file=${flags.tokenFile}`)
+  return sets
+}
+
+function stageCommand(name: string, until: PipelineOptions['until'], description: string): Command {
+  return new Command(name)
+    .description(description)
+    .argument('[config]', 'YAML config file (see configs/)')
+    .option('--set <key=value>', 'override a config field, e.g. --set train.lr=1e-5 (repeatable)', collect, [])
+    .option('--run-dir <dir>', 'run directory (default: runs_dir/name)')
+    .option('--resume', 'continue an existing run (an error if there is none)')
+    .option('--restart', "start this run's training over instead of continuing its checkpoint")
+    .option('--skip-bad', 'go on without unreadable images (they are listed in the manifest)')
+    .option('--worker <tcp://host:port>', 'use a running `python -m nfhm.serve` worker')
+    .option('--token-file <file>', "the worker's shared token")
+    .addOption(new Option('--transport <kind>', 'how to start a local worker').choices(['pythonia', 'stdio']))
+    .action(async (configFile: string | undefined, flags: RunFlags) => {
+      const config = loadConfig(configFile ?? null, overrides(flags))
+      const ctx = await openSession(config, { runDir: flags.runDir, resume: flags.resume })
+      try {
+        const result = await runPipeline(ctx, { until, restart: Boolean(flags.restart) })
+        if (until === 'eval') printSummary(ctx, result)
+      } finally {
+        await closeSession(ctx)
+      }
+    })
+}
 
 const program = new Command()
   .name('nfhm')
   .description("Adapt a pretrained image encoder to your own images with UNICOM's cluster-discrimination recipe")
   .version(version)
+  .showHelpAfterError()
+
+program.addCommand(stageCommand('run', 'eval', 'embed, cluster, train and evaluate: the whole recipe'))
+program.addCommand(stageCommand('embed', 'embed', 'embed the training images with the starting model'))
+program.addCommand(
+  stageCommand('cluster', 'cluster', 'k-means the embeddings into pseudo-labels').option('--k <K>', 'number of clusters (sets cluster.k)'),
+)
+program.addCommand(stageCommand('train', 'train', 'train the backbone and PartialFC_V2 head on the pseudo-labels'))
+program.addCommand(stageCommand('eval', 'eval', 'evaluate the starting and trained models on the test split'))
 
 program
   .command('doctor')
@@ -22,4 +86,11 @@ program
     process.exitCode = report.ok ? 0 : 1
   })
 
-await program.parseAsync()
+try {
+  await program.parseAsync()
+} catch (e) {
+  // Expected failures (bad config, bad images, a dead worker) print their own
+  // message; a stack trace only helps with NFHM_DEBUG=1.
+  process.stderr.write(`nfhm: ${process.env.NFHM_DEBUG ? (e as Error).stack : (e as Error).message}\n`)
+  process.exitCode = 1
+}

@@ -1,5 +1,8 @@
 // The worker's methods: one zod schema for the params and one for the result
-// of each. python/nfhm/worker.py registers the same names.
+// of each. python/nfhm/worker.py and the modules it imports register the same
+// names. Paths in params are paths on the worker's machine; bulk data (image
+// lists, assignments, neighbour lists) crosses as the Arrow tables named in
+// each comment, never inside the JSON.
 import { z } from 'zod'
 import type { MethodTable } from './worker.js'
 
@@ -20,9 +23,175 @@ export const helloResult = z.object({
   methods: z.array(z.string()),
 })
 
+/** Which backbone, from which weights, through which loader plug-in. */
+export const modelSpec = z.object({
+  loader: z.string(), // "module:attribute", e.g. "nfhm.model:load"
+  name: z.string(), // "ViT-L/14@336px", "openclip:ViT-B-32", "pixels@28"
+  weights: z.string().nullable(),
+  image_size: z.number().int().positive().nullable(),
+})
+export type ModelSpec = z.infer<typeof modelSpec>
+
+const badImage = z.object({ id: z.number().int(), path: z.string(), reason: z.string() })
+export type BadImage = z.infer<typeof badImage>
+
 export const workerMethods = {
   hello: { params: z.object({}), result: helloResult },
   echo: { params: z.record(z.string(), z.unknown()), result: z.record(z.string(), z.unknown()) },
+
+  /** Reads a CSV/Parquet table or an image-folder tree. Out: table `images` (path utf8, label utf8?, split utf8?). */
+  'data.scan': {
+    params: z.object({
+      table: z.string().nullable(),
+      folder: z.string().nullable(),
+      image_root: z.string().nullable(),
+      path_column: z.string(),
+      label_column: z.string().nullable(),
+      split_column: z.string().nullable(),
+    }),
+    result: z.object({ rows: z.number().int(), source: z.string(), sha256: z.string() }),
+  },
+
+  /** What a model spec resolves to, and a hash of its weights (for cache keys). */
+  'model.describe': {
+    params: z.object({ model: modelSpec }),
+    result: z.object({
+      embedding_size: z.number().int(),
+      image_size: z.number().int(),
+      transform: z.string(),
+      weights_sha256: z.string().nullable(),
+      parameters: z.number().int(),
+    }),
+  },
+
+  /** Embeds one shard. In: table `images` (id int32, path utf8). Writes `out` (id int32, embedding FixedSizeList<float32>[E]). */
+  'embed.shard': {
+    params: z.object({
+      model: modelSpec,
+      out: z.string(),
+      batch_size: z.number().int().positive(),
+      loader_workers: z.number().int().nonnegative(),
+      precision: z.enum(['fp32', 'bf16', 'fp16']),
+    }),
+    result: z.object({
+      rows: z.number().int(),
+      dim: z.number().int(),
+      bad: z.array(badImage),
+      seconds: z.number(),
+    }),
+  },
+
+  /** faiss k-means over embedding shards. Out: table `assignments` (id int32, cluster int32, distance float32). */
+  'cluster.kmeans': {
+    params: z.object({
+      shards: z.array(z.string()),
+      k: z.number().int().positive(),
+      spherical: z.boolean(),
+      niter: z.number().int().positive(),
+      nredo: z.number().int().positive(),
+      seed: z.number().int(),
+      max_points_per_centroid: z.number().int().positive(),
+      min_points_per_centroid: z.number().int().nonnegative(),
+      gpu: z.boolean().nullable(), // null: use a GPU when faiss has one
+      out_dir: z.string().nullable(), // pseudo_labels.arrow, centroids.npy, centroids.arrow
+    }),
+    result: z.object({
+      n: z.number().int(),
+      dim: z.number().int(),
+      k: z.number().int(),
+      objective: anyFloat,
+      seconds: z.number(),
+      gpu: z.boolean(),
+      trained_on: z.number().int(),
+      warnings: z.array(z.string()),
+    }),
+  },
+
+  /** Exact cosine k-NN over L2-normalised embeddings. Out: table `neighbors` (query_id int32, ids FixedSizeList<int32>[k], similarities FixedSizeList<float32>[k]), nearest first. */
+  'search.knn': {
+    params: z.object({
+      query_shards: z.array(z.string()),
+      gallery_shards: z.array(z.string()).nullable(), // null: the queries are the gallery
+      k: z.number().int().positive(),
+      exclude_self: z.boolean(),
+    }),
+    result: z.object({ queries: z.number().int(), gallery: z.number().int(), k: z.number().int(), seconds: z.number() }),
+  },
+
+  /**
+   * Opens a training session (model, head, margin loss, AdamW, data loader).
+   * In: table `train` (id int32, path utf8, label int32 pseudo-label in [0, num_classes)).
+   * With `resume`, restores everything from that checkpoint and reports its step.
+   */
+  'train.start': {
+    params: z.object({
+      model: modelSpec,
+      head: z.object({ plugin: z.string(), sample_rate: z.number(), sample_num_feat: z.number().int().nullable() }),
+      margin: z.object({
+        plugin: z.string(),
+        s: z.number(),
+        m1: z.number(),
+        m2: z.number(),
+        m3: z.number(),
+        interclass_filtering_threshold: z.number(),
+      }),
+      num_classes: z.number().int().positive(),
+      batch_size: z.number().int().positive(),
+      weight_decay: z.number(),
+      head_lr_scale: z.number(),
+      precision: z.enum(['fp32', 'bf16', 'fp16']),
+      augment: z.object({
+        crop_scale: z.tuple([z.number(), z.number()]),
+        hflip_prob: z.number(),
+        randaug_ops: z.number().int(),
+        randaug_magnitude: z.number(),
+        erasing_prob: z.number(),
+      }),
+      seed: z.number().int(),
+      loader_workers: z.number().int().nonnegative(),
+      resume: z.string().nullable(),
+    }),
+    result: z.object({
+      steps_per_epoch: z.number().int().positive(),
+      start_step: z.number().int().nonnegative(),
+      embedding_size: z.number().int(),
+      parameters: z.object({ backbone: z.number().int(), head: z.number().int() }),
+      device: z.string(),
+    }),
+  },
+
+  /**
+   * Runs len(lr) optimisation steps; step i uses lr[i] = [backbone, head] and
+   * beta1[i] (AdamW's first beta, which OneCycle cycles). Stops early, without
+   * applying that update, at a non-finite loss.
+   */
+  'train.steps': {
+    params: z.object({
+      lr: z.array(z.tuple([z.number(), z.number()])).min(1),
+      beta1: z.array(z.tuple([z.number(), z.number()])).min(1),
+    }),
+    result: z.object({
+      first_step: z.number().int(),
+      loss: z.array(anyFloat),
+      grad_norm: z.array(anyFloat), // backbone gradient L2 norm (unscaled)
+      grad_scale: z.number().nullable(), // fp16 GradScaler scale after the chunk
+      nonfinite_step: z.number().int().nullable(),
+      seconds: z.number(),
+      images: z.number().int(),
+    }),
+  },
+
+  /** Writes the whole session (model, head, optimiser, scaler, RNG, data position) to `path`, atomically. */
+  'train.checkpoint': {
+    params: z.object({ path: z.string() }),
+    result: z.object({ step: z.number().int(), bytes: z.number().int() }),
+  },
+
+  /** Writes trained_model.pt (UNICOM key layout) and final_centroids.npy (C x E), atomically; ends the session. */
+  'train.export': {
+    params: z.object({ model_path: z.string(), centroids_path: z.string() }),
+    result: z.object({ step: z.number().int(), classes: z.number().int(), embedding_size: z.number().int() }),
+  },
 } satisfies MethodTable
 
 export type WorkerMethods = typeof workerMethods

@@ -127,3 +127,24 @@ export function pairedBootstrap(a: Float64Array, b: Float64Array, options: Boots
     fractionNotAbove: notAbove / resolved.resamples,
   }
 }
+
+/**
+ * Interval for any statistic of a resampled set (e.g. the NMI of a clustering
+ * over resampled images), drawn from the same resample stream as the means.
+ */
+export function bootstrapStatistic(
+  n: number,
+  statistic: (draw: Int32Array) => number,
+  options: BootstrapOptions = {},
+): ConfidenceInterval {
+  const resolved = resolve(options)
+  if (n === 0) throw new Error('bootstrap needs at least one item')
+  const rng = Xoshiro128ss.fromSeed(resolved.seed)
+  const draw = new Int32Array(n)
+  const values = new Float64Array(resolved.resamples)
+  for (let b = 0; b < resolved.resamples; b++) {
+    rng.fillBelow(n, draw)
+    values[b] = statistic(draw)
+  }
+  return percentileInterval(statistic(Int32Array.from({ length: n }, (_, i) => i)), values, resolved)
+}

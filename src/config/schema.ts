@@ -1,0 +1,150 @@
+// The run configuration: every field, its default and what it may be.
+// Defaults are the group's recipe (unicom-facts.md section 4 and the week-11
+// report): K = 3,000 for 30,000 images, s=32 m1=1 m2=0.3 m3=0, AdamW lr 1e-4
+// with the head at 5x, OneCycle with 10% warm-up, 10 epochs, batch 128.
+import { z } from 'zod'
+
+const positiveInt = z.number().int().positive()
+const fraction = z.number().gt(0).lt(1)
+const pluginSpec = z.string().regex(/^[\w.]+:[\w.]+$/, 'expected "module:attribute"')
+
+/** Column names of known collections. */
+export const PRESETS = {
+  vlm4bio: { path_column: 'fileNameAsDelivered', label_column: 'scientificName' },
+} as const
+
+export const dataSchema = z
+  .strictObject({
+    table: z.string().nullable().default(null).describe('CSV or Parquet file with one row per image'),
+    folder: z.string().nullable().default(null).describe('image-folder tree: one sub-folder per class'),
+    image_root: z.string().nullable().default(null).describe('folder that relative image paths start from'),
+    preset: z.enum(Object.keys(PRESETS) as [keyof typeof PRESETS]).nullable().default(null),
+    path_column: z.string().default('path'),
+    label_column: z.string().nullable().default('label'),
+    split: z
+      .discriminatedUnion('by', [
+        z.strictObject({ by: z.literal('image'), test_fraction: fraction.default(0.2), seed: z.number().int().default(0) }),
+        z.strictObject({ by: z.literal('class'), test_fraction: fraction.default(0.5), seed: z.number().int().default(0) }),
+        z.strictObject({
+          by: z.literal('column'),
+          column: z.string().default('split'),
+          train: z.string().default('train'),
+          test: z.string().default('test'),
+        }),
+      ])
+      .default({ by: 'image', test_fraction: 0.2, seed: 0 }),
+  })
+  .refine((d) => (d.table === null) !== (d.folder === null), { message: 'set exactly one of data.table and data.folder' })
+
+export const modelSchema = z.strictObject({
+  name: z.string().default('ViT-L/14@336px'),
+  weights: z.string().nullable().default(null).describe('UNICOM release file or nfhm trained_model.pt; null = random init'),
+  loader: pluginSpec.default('nfhm.model:load'),
+  image_size: positiveInt.nullable().default(null),
+})
+
+const precision = z.enum(['fp32', 'bf16', 'fp16', 'auto']).default('auto')
+
+export const embedSchema = z.strictObject({
+  batch_size: positiveInt.default(256),
+  loader_workers: z.number().int().nonnegative().default(2),
+  shard_size: positiveInt.default(4096),
+  precision,
+  skip_bad: z.boolean().default(false).describe('go on without unreadable images (recorded in the manifest)'),
+})
+
+export const clusterSchema = z
+  .strictObject({
+    k: positiveInt.nullable().default(3000),
+    ratio: z.number().positive().nullable().default(null).describe('K as a fraction of the number of images; overrides k'),
+    spherical: z.boolean().default(true),
+    niter: positiveInt.default(20),
+    nredo: positiveInt.default(1),
+    seed: z.number().int().default(1234),
+    max_points_per_centroid: positiveInt.default(256),
+    min_points_per_centroid: z.number().int().nonnegative().default(39),
+    gpu: z.boolean().nullable().default(null),
+  })
+  .refine((c) => c.k !== null || c.ratio !== null, { message: 'set cluster.k or cluster.ratio' })
+
+export const augmentSchema = z.strictObject({
+  crop_scale: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.08, 1]),
+  hflip_prob: z.number().min(0).max(1).default(0.5),
+  randaug_ops: z.number().int().nonnegative().default(2),
+  randaug_magnitude: z.number().min(0).max(30).default(9),
+  erasing_prob: z.number().min(0).max(1).default(0.25),
+})
+
+export const trainSchema = z.strictObject({
+  epochs: positiveInt.default(10),
+  batch_size: positiveInt.default(128),
+  lr: z.number().positive().default(1e-4),
+  head_lr_scale: z.number().positive().default(5),
+  weight_decay: z.number().nonnegative().default(0),
+  pct_start: fraction.default(0.1),
+  precision,
+  seed: z.number().int().default(0),
+  loader_workers: z.number().int().nonnegative().default(2),
+  augment: augmentSchema.default(augmentSchema.parse({})),
+  margin: z
+    .strictObject({
+      plugin: pluginSpec.default('nfhm.losses:CombinedMarginLoss'),
+      s: z.number().positive().default(32),
+      m1: z.number().positive().default(1),
+      m2: z.number().min(0).default(0.3),
+      m3: z.number().min(0).default(0),
+      interclass_filtering_threshold: z.number().min(0).max(1).default(0),
+    })
+    .default({ plugin: 'nfhm.losses:CombinedMarginLoss', s: 32, m1: 1, m2: 0.3, m3: 0, interclass_filtering_threshold: 0 }),
+  head: z
+    .strictObject({
+      plugin: pluginSpec.default('nfhm.partial_fc:PartialFC_V2'),
+      sample_rate: z.number().gt(0).max(1).default(1),
+      sample_num_feat: positiveInt.nullable().default(null),
+    })
+    .default({ plugin: 'nfhm.partial_fc:PartialFC_V2', sample_rate: 1, sample_num_feat: null }),
+  chunk_steps: positiveInt.default(25).describe('steps per worker call (progress and schedule granularity)'),
+  checkpoint_every: positiveInt.default(500).describe('steps between checkpoints (also at every epoch end)'),
+  health: z
+    .strictObject({
+      patience_steps: positiveInt.default(300).describe('warn when the loss has not fallen after this many steps'),
+      min_grad_scale: z.number().positive().default(1e-4),
+    })
+    .default({ patience_steps: 300, min_grad_scale: 1e-4 }),
+})
+
+export const evalSchema = z.strictObject({
+  recall_at: z.array(positiveInt).nonempty().default([1, 2, 4, 8]),
+  knn_k: z.array(positiveInt).nonempty().default([10, 20, 100]),
+  knn_temperature: z.number().positive().default(0.07),
+  cluster_k: positiveInt.nullable().default(null).describe('k-means k on test embeddings; null = number of classes'),
+  bootstrap: positiveInt.default(1000),
+  baselines: z.array(z.enum(['initial', 'pixels'])).default(['initial']),
+})
+
+export const workerSchema = z.strictObject({
+  transport: z.enum(['pythonia', 'stdio', 'tcp']).default('pythonia'),
+  address: z.string().regex(/^tcp:\/\/[^:]+:\d+$/, 'expected tcp://host:port').nullable().default(null),
+  token_file: z.string().nullable().default(null),
+  python: z.string().nullable().default(null),
+})
+
+export const configSchema = z
+  .strictObject({
+    name: z.string().regex(/^[\w.-]+$/, 'letters, digits, ".", "_" and "-" only').default('run'),
+    runs_dir: z.string().default('runs'),
+    rounds: positiveInt.default(1).describe('embed -> cluster -> train repeated, each round from the last'),
+    data: dataSchema,
+    model: modelSchema.default(modelSchema.parse({})),
+    embed: embedSchema.default(embedSchema.parse({})),
+    cluster: clusterSchema.default(clusterSchema.parse({})),
+    train: trainSchema.default(trainSchema.parse({})),
+    eval: evalSchema.default(evalSchema.parse({})),
+    worker: workerSchema.default(workerSchema.parse({})),
+  })
+  .refine((c) => c.worker.transport !== 'tcp' || c.worker.address !== null, {
+    message: 'worker.address is required for the tcp transport',
+    path: ['worker', 'address'],
+  })
+
+export type Config = z.infer<typeof configSchema>

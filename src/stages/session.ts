@@ -1,0 +1,80 @@
+// Opening a run: lock the run directory, start (or connect to) the worker,
+// and keep the manifest (config, versions, seeds, inputs, timings) current.
+import { readFileSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import type { Config } from '../config/schema.js'
+import { workerMethods } from '../bridge/methods.js'
+import { repoRoot } from '../bridge/python.js'
+import { openWorker, type WorkerSpec } from '../bridge/worker.js'
+import { RunDir, type Manifest } from './rundir.js'
+import type { Context } from './context.js'
+
+const nfhmVersion = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version
+
+export interface SessionOptions {
+  /** Run directory; default runs_dir/name. */
+  runDir?: string
+  /** Expect an existing run to continue (an error if there is none). */
+  resume?: boolean
+}
+
+export function workerSpec(config: Config): WorkerSpec {
+  const w = config.worker
+  if (w.transport === 'tcp') {
+    const [host, port] = w.address!.replace('tcp://', '').split(':')
+    const token = w.token_file ? readFileSync(w.token_file, 'utf8').trim() : (process.env.NFHM_TOKEN ?? '')
+    if (!token) throw new Error('worker.token_file (or NFHM_TOKEN) is needed for a tcp worker')
+    return { transport: 'tcp', host: host!, port: Number(port), token }
+  }
+  return { transport: w.transport, python: w.python ?? undefined }
+}
+
+export async function openSession(config: Config, opts: SessionOptions = {}): Promise<Context> {
+  const root = resolve(opts.runDir ?? join(config.runs_dir, config.name))
+  const run = new RunDir(root)
+  const existing = run.readManifest()
+  if (opts.resume && !existing) throw new Error(`--resume: ${root} holds no run to continue (no manifest.json)`)
+  run.lock()
+  const say = (message: string) => process.stderr.write(`${message}\n`)
+  const warn = (message: string) => process.stderr.write(`warning: ${message}\n`)
+  let worker
+  try {
+    worker = await openWorker(workerSpec(config), workerMethods, { logFile: run.path('worker.log') })
+  } catch (e) {
+    run.unlock()
+    throw e
+  }
+  const { result: hello } = await worker.call('hello', {})
+  const now = new Date().toISOString()
+  const manifest: Manifest = {
+    nfhm: nfhmVersion,
+    created: existing?.created ?? now,
+    updated: now,
+    config,
+    versions: { ...hello.versions, node: process.versions.node },
+    device: hello.device,
+    worker: { transport: worker.kind, pid: hello.pid },
+    stages: existing?.stages ?? {},
+    skipped_images: existing?.skipped_images ?? [],
+  }
+  if (existing) say(`continuing the run in ${root}`)
+  run.writeManifest(manifest)
+  return {
+    config,
+    run,
+    worker,
+    device: hello.device.type,
+    cacheDir: join(dirname(root), '.cache'),
+    manifest,
+    say,
+    warn,
+  }
+}
+
+export async function closeSession(ctx: Context): Promise<void> {
+  try {
+    await ctx.worker.close()
+  } finally {
+    ctx.run.unlock()
+  }
+}

@@ -1,0 +1,35 @@
+import { describe, expect, test } from 'vitest'
+import { splitImages, TEST, TRAIN } from '../src/stages/split.js'
+
+const classes = Int32Array.from({ length: 1000 }, (_, i) => i % 10)
+
+describe('train/test split', () => {
+  test('by image: stratified, seeded, every class in both parts', () => {
+    const flags = splitImages({ by: 'image', test_fraction: 0.2, seed: 7 }, classes, [])
+    for (let c = 0; c < 10; c++) {
+      const members = Array.from(flags).filter((_, i) => classes[i] === c)
+      expect(members.filter((f) => f === TEST).length).toBe(20)
+    }
+    expect(splitImages({ by: 'image', test_fraction: 0.2, seed: 7 }, classes, [])).toEqual(flags)
+    expect(splitImages({ by: 'image', test_fraction: 0.2, seed: 8 }, classes, [])).not.toEqual(flags)
+  })
+
+  test('by image: a one-image class stays in train', () => {
+    const flags = splitImages({ by: 'image', test_fraction: 0.5, seed: 0 }, Int32Array.from([0, 1, 1, 1, 1]), [])
+    expect(flags[0]).toBe(TRAIN)
+  })
+
+  test('by class: disjoint classes', () => {
+    const flags = splitImages({ by: 'class', test_fraction: 0.3, seed: 1 }, classes, [])
+    const testClasses = new Set(Array.from(classes).filter((_, i) => flags[i] === TEST))
+    const trainClasses = new Set(Array.from(classes).filter((_, i) => flags[i] === TRAIN))
+    expect(testClasses.size).toBe(3)
+    expect([...testClasses].some((c) => trainClasses.has(c))).toBe(false)
+  })
+
+  test('from a column, naming rows with other values', () => {
+    const cfg = { by: 'column' as const, column: 'split', train: 'train', test: 'test' }
+    expect(Array.from(splitImages(cfg, Int32Array.from([0, 0, 1]), ['train', 'test', 'train']))).toEqual([TRAIN, TEST, TRAIN])
+    expect(() => splitImages(cfg, Int32Array.from([0, 0]), ['train', 'val'])).toThrow(/found row 2: "val"/)
+  })
+})
