@@ -8,9 +8,20 @@ TORCH_SPEC ?= torch==2.13.0
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test test-ts test-py typecheck demo
+DEMO_DATA := data/fashion-mnist/READY.json
 
+.PHONY: setup test test-ts test-py typecheck demo demo-data
+
+# The demo data is fetched here too, but a machine without apt can still
+# set up and test; only `make demo` then needs the files (see the message).
 setup: node_modules/.installed $(VENV)/.installed
+	@$(MAKE) --no-print-directory demo-data || echo "note: the demo data is missing (see above); everything except 'make demo' works"
+
+demo-data: $(DEMO_DATA)
+
+$(DEMO_DATA): scripts/fetch-fashion-mnist.sh scripts/prepare_fashion_mnist.py | $(VENV)/.installed
+	scripts/fetch-fashion-mnist.sh
+	$(PY) scripts/prepare_fashion_mnist.py
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --engine-strict --no-audit --no-fund
