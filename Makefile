@@ -22,6 +22,7 @@ demo-data: $(DEMO_DATA)
 $(DEMO_DATA): scripts/fetch-fashion-mnist.sh scripts/prepare_fashion_mnist.py | $(VENV)/.installed
 	scripts/fetch-fashion-mnist.sh
 	$(PY) scripts/prepare_fashion_mnist.py
+	touch $@
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --engine-strict --no-audit --no-fund

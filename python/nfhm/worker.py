@@ -141,6 +141,9 @@ def load_extensions() -> None:
         importlib.import_module(name.strip())
 
 
+# The built-in methods beyond hello/echo; imported here, once `method` exists, so they can use it.
+from . import cluster, data, embed, search  # noqa: E402,F401  (registers their methods)
+
 # --- the pythonia transport -------------------------------------------------
 # pythonia imports this module in its own child process. Requests and replies
 # cross as one JSON string each (see protocol.py); tables cross as Arrow IPC
