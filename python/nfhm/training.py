@@ -1,0 +1,70 @@
+"""One optimisation step of UNICOM's recipe, and the optimiser/schedule it uses.
+
+AdamW with two parameter groups (backbone at ``lr``, head at ``lr * head_lr_scale``, 5 by
+default as in UNICOM's retrieval.py), weight decay 0, and OneCycleLR (10% warm-up) stepped
+every iteration. The step autocasts only the backbone; the head's cosine logits and softmax
+stay fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nfhm.precision import Precision
+
+# UNICOM's BatchNorm head gives unreliable statistics below this many samples per step.
+MIN_BATCHNORM_BATCH = 16
+
+
+def make_optimizer(
+    backbone: nn.Module, head: nn.Module, lr: float, head_lr_scale: float = 5.0, weight_decay: float = 0.0
+) -> torch.optim.AdamW:
+    return torch.optim.AdamW(
+        [
+            {"params": list(backbone.parameters()), "lr": lr},
+            {"params": list(head.parameters()), "lr": lr * head_lr_scale},
+        ],
+        lr=lr,
+        weight_decay=weight_decay,
+    )
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, total_steps: int, pct_start: float = 0.1
+) -> torch.optim.lr_scheduler.OneCycleLR:
+    """OneCycleLR peaking at each group's configured lr."""
+    if total_steps * pct_start <= 1:
+        # torch divides by (pct_start * total_steps - 1) and fails with ZeroDivisionError.
+        raise ValueError(f"OneCycleLR needs total_steps * pct_start > 1, got {total_steps} * {pct_start}")
+    max_lr = [group["lr"] for group in optimizer.param_groups]
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start)
+
+
+def _has_batchnorm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def train_step(
+    backbone: nn.Module,
+    head: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    precision: Precision,
+) -> torch.Tensor:
+    """Forward, backward, optimiser and scheduler step; returns the detached loss."""
+    if backbone.training and images.shape[0] < MIN_BATCHNORM_BATCH and _has_batchnorm(backbone):
+        raise ValueError(
+            f"batch of {images.shape[0]} is too small for the BatchNorm head "
+            f"(>= {MIN_BATCHNORM_BATCH}; use drop_last=True and a larger batch)"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    with precision.autocast():
+        embeddings = backbone(images)
+    loss = head(embeddings.float(), labels)
+    precision.scale_loss(loss).backward()
+    precision.step(optimizer)
+    scheduler.step()
+    return loss.detach()
