@@ -48,6 +48,11 @@ class Precision:
     def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
         return self.scaler.scale(loss)
 
+    def unscale(self, optimizer: torch.optim.Optimizer) -> None:
+        """Divide the gradients by the scale now (to measure them); ``step`` then uses them as they are."""
+        if self.scaler.is_enabled():
+            self.scaler.unscale_(optimizer)
+
     def step(self, optimizer: torch.optim.Optimizer) -> bool:
         """Unscale, step (unless gradients overflowed) and update the scale; True if applied."""
         if not self.scaler.is_enabled():

@@ -8,6 +8,9 @@ stay fp32.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -45,16 +48,30 @@ def _has_batchnorm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
+class NonFiniteLoss(FloatingPointError):
+    """The loss is NaN or infinite; the step was not applied."""
+
+
+@dataclass(frozen=True)
+class StepStats:
+    loss: float
+    grad_norm: float  # of the backbone's gradients, unscaled
+    applied: bool  # False when fp16 gradients overflowed and the scaler skipped the step
+
+
 def train_step(
     backbone: nn.Module,
     head: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
     optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
     precision: Precision,
-) -> torch.Tensor:
-    """Forward, backward, optimiser and scheduler step; returns the detached loss."""
+) -> StepStats:
+    """Forward, backward and optimiser step (the caller steps its schedule).
+
+    A non-finite loss raises NonFiniteLoss before anything is updated, so the weights
+    stay those of the last good step.
+    """
     if backbone.training and images.shape[0] < MIN_BATCHNORM_BATCH and _has_batchnorm(backbone):
         raise ValueError(
             f"batch of {images.shape[0]} is too small for the BatchNorm head "
@@ -64,7 +81,12 @@ def train_step(
     with precision.autocast():
         embeddings = backbone(images)
     loss = head(embeddings.float(), labels)
+    value = loss.item()
+    if not math.isfinite(value):
+        raise NonFiniteLoss(f"loss is {value}")
     precision.scale_loss(loss).backward()
-    precision.step(optimizer)
-    scheduler.step()
-    return loss.detach()
+    precision.unscale(optimizer)
+    grads = [p.grad for p in backbone.parameters() if p.grad is not None]
+    grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).item() if grads else 0.0
+    applied = precision.step(optimizer)
+    return StepStats(value, grad_norm, applied)

@@ -142,7 +142,7 @@ def load_extensions() -> None:
 
 
 # The built-in methods beyond hello/echo; imported here, once `method` exists, so they can use it.
-from . import cluster, data, embed, search  # noqa: E402,F401  (registers their methods)
+from . import cluster, data, embed, search, train  # noqa: E402,F401  (registers their methods)
 
 # --- the pythonia transport -------------------------------------------------
 # pythonia imports this module in its own child process. Requests and replies

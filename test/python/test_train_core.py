@@ -51,9 +51,8 @@ def train(backbone: torch.nn.Module, precision_name: str, size: int, steps: int)
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
         for _ in range(steps):
             batch = torch.randint(0, len(images), (64,), generator=order)
-            losses.append(
-                train_step(backbone, head, images[batch], labels[batch], optimizer, scheduler, precision).item()
-            )
+            losses.append(train_step(backbone, head, images[batch], labels[batch], optimizer, precision).loss)
+            scheduler.step()
     with torch.no_grad():
         embeddings = backbone.eval()(images)
         predicted = (torch.nn.functional.normalize(embeddings) @ torch.nn.functional.normalize(head.weight).T).argmax(1)
@@ -90,7 +89,6 @@ def test_small_batches_are_refused_by_the_batchnorm_head() -> None:
             torch.randn(8, 3, 16, 16),
             torch.zeros(8, dtype=torch.long),
             optimizer,
-            make_scheduler(optimizer, 100),
             Precision.from_name("fp32", "cpu"),
         )
 
