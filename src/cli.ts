@@ -54,7 +54,7 @@ function stageCommand(name: string, until: PipelineOptions['until'], description
       const ctx = await openSession(config, { runDir: flags.runDir, resume: flags.resume })
       try {
         const result = await runPipeline(ctx, { until, restart: Boolean(flags.restart) })
-        if (until === 'eval') printSummary(ctx, result)
+        if (until === 'eval') await printSummary(ctx, result)
       } finally {
         await closeSession(ctx)
       }
