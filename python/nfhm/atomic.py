@@ -13,8 +13,9 @@ from collections.abc import Iterator
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
-    """Yields a temporary path next to `path`; renames it over `path` on success."""
+    """Yields a temporary path next to `path` (its folder created); renames it over `path` on success."""
     final = os.fspath(path)
+    os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
     tmp = f"{final}.tmp-{os.getpid()}"
     try:
         yield tmp

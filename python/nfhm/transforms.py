@@ -13,6 +13,7 @@ reproducible. Both transforms are frozen dataclasses, hence picklable for DataLo
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,12 +46,19 @@ def center_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
+@functools.lru_cache(maxsize=8)
+def _channel_stats(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(mean, np.float32), np.asarray(std, np.float32)
+
+
 def to_normalized_tensor(image: Image.Image, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """RGB PIL image -> float tensor (3, H, W) in [0, 1], then (x - mean) / std per channel."""
-    pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
-    mean_t = torch.tensor(mean).view(-1, 1, 1)
-    std_t = torch.tensor(std).view(-1, 1, 1)
-    return (pixels - mean_t) / std_t
+    """RGB PIL image -> float tensor (3, H, W) in [0, 1], then (x - mean) / std per channel.
+
+    In float32 numpy (the same operations as torch, several times faster on one small image).
+    """
+    mean_a, std_a = _channel_stats(mean, std)
+    pixels = np.asarray(image, dtype=np.float32) / np.float32(255.0)
+    return torch.from_numpy(np.ascontiguousarray(((pixels - mean_a) / std_a).transpose(2, 0, 1)))
 
 
 @dataclass(frozen=True)
