@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import torch
 
 MODEL_STATE = "embed.model"
+RANDOM_INIT_SEED = 0
 WEIGHTS_HASHES = "embed.weights_sha256"
 NOT_FINITE = "the embedding contains NaN or inf (numerical overflow; precision 'fp32' avoids it)"
 
@@ -60,10 +61,16 @@ def _probe(model: torch.nn.Module, transform: Any, device: torch.device) -> tupl
 
 def build_model(spec: dict[str, Any], device: torch.device) -> tuple[torch.nn.Module, Any, int, int]:
     """A new instance of the spec's model on `device`: (model, eval transform, embedding size, image size)."""
+    import torch
+
     loader = plugins.resolve(spec["loader"])
     # Only the keywords that are set: UNICOM's own load(name, device, download_root) takes no others.
     extra = {k: spec[k] for k in ("weights", "image_size") if spec[k] is not None}
-    model, transform = loader(spec["name"], device=device, **extra)
+    # A model without weights starts from a fixed random init: the network that embeds the
+    # images for the first k-means is the one training starts from, in every process.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        model, transform = loader(spec["name"], device=device, **extra)
     model = model.to(device).eval()  # UNICOM's loader ignores device and returns train mode
     image_size, embedding_size = _probe(model, transform, device)
     return model, transform, embedding_size, image_size

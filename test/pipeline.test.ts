@@ -1,0 +1,170 @@
+// The whole recipe through the CLI on a small real data set, on both local
+// transports; then a training killed mid-run and resumed must end with the
+// same weights as an uninterrupted one.
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { tableFromIPC } from 'apache-arrow'
+import { beforeAll, describe, expect, test } from 'vitest'
+import { repoRoot } from '../src/bridge/python.js'
+import { buildDigits, type DigitsData } from './helpers/digits.js'
+import { runPythonJson } from './helpers/python.js'
+
+const nfhm = join(repoRoot, 'bin', 'nfhm.js')
+const root = mkdtempSync(join(tmpdir(), 'nfhm-pipeline-'))
+let digits: DigitsData
+
+function writeConfig(name: string, runsDir: string, extra = ''): string {
+  const path = join(root, `${name}.yaml`)
+  writeFileSync(
+    path,
+    `name: ${name}
+runs_dir: ${runsDir}
+data:
+  table: ${digits.csv}
+  image_root: ${digits.imageRoot}
+  split: {by: image, test_fraction: 0.25, seed: 3}
+model: {name: ViT-T/4@28px}
+embed: {loader_workers: 0, shard_size: 128}
+cluster: {k: 30}
+train:
+  epochs: 6
+  batch_size: 32
+  lr: 2.0e-3
+  loader_workers: 0
+  chunk_steps: 2
+  checkpoint_every: 6
+  augment: {crop_scale: [0.6, 1], randaug_ops: 0, erasing_prob: 0}
+eval: {bootstrap: 100, knn_k: [5, 10]}
+${extra}`,
+  )
+  return path
+}
+
+const readJson = <T>(path: string): T => JSON.parse(readFileSync(path, 'utf8')) as T
+const readArrow = (path: string) => tableFromIPC(readFileSync(path))
+
+beforeAll(async () => {
+  digits = await buildDigits(join(root, 'digits'), 40)
+})
+
+describe.each(['pythonia', 'stdio'] as const)('nfhm run over %s', (transport) => {
+  test('every stage runs and writes its artifacts; the loss falls', async () => {
+    const runsDir = join(root, `runs-${transport}`)
+    const config = writeConfig('e2e', runsDir)
+    const run = await execa('node', [nfhm, 'run', config, '--transport', transport], { cwd: root, reject: false })
+    expect(run.stderr).not.toMatch(/^nfhm: /m)
+    expect(run.exitCode).toBe(0)
+    const dir = join(runsDir, 'e2e')
+
+    const manifest = readJson<{ config: { worker: { transport: string } }; versions: Record<string, string>; inputs: { images: number; train: number; test: number } }>(join(dir, 'manifest.json'))
+    expect(manifest.config.worker.transport).toBe(transport)
+    expect(Object.keys(manifest.versions)).toEqual(expect.arrayContaining(['torch', 'faiss', 'python', 'node', 'nfhm']))
+    expect(manifest.inputs).toMatchObject({ images: 400, train: 300, test: 100 })
+
+    const images = readArrow(join(dir, 'images.arrow'))
+    expect(images.numRows).toBe(400)
+    expect(images.schema.fields.map((f) => f.name)).toEqual(['id', 'path', 'label', 'class', 'split'])
+
+    const labels = readArrow(join(dir, 'round-1', 'cluster', 'pseudo_labels.arrow'))
+    expect(labels.numRows).toBe(300)
+    const clusters = Array.from(labels.getChild('cluster')!.toArray() as Int32Array)
+    expect(Math.max(...clusters)).toBeLessThan(30)
+    const cluster = readJson<{ k: number; agreement: { nmi: number } }>(join(dir, 'round-1', 'cluster', 'cluster.json'))
+    expect(cluster.k).toBe(30)
+    expect(cluster.agreement.nmi).toBeGreaterThan(0)
+    for (const file of ['centroids.npy', 'centroids.arrow']) expect(existsSync(join(dir, 'round-1', 'cluster', file))).toBe(true)
+
+    const train = readJson<{ steps: number; epoch_loss: number[] }>(join(dir, 'round-1', 'train', 'train.json'))
+    expect(train.steps).toBe(6 * Math.floor(300 / 32))
+    expect(train.epoch_loss.at(-1)!).toBeLessThan(0.8 * train.epoch_loss[0]!)
+    const metrics = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number })
+    expect(metrics.map((m) => m.step)).toEqual(Array.from({ length: train.steps }, (_, i) => i))
+
+    // The group's outputs: UNICOM's key layout (loads strictly into nfhm's model) and C x E centres.
+    const shapes = await runPythonJson<{ keys: number; centroids: number[] }>(
+      `
+import json, sys
+import numpy as np
+from nfhm.model import load
+cfg = json.load(sys.stdin)
+model, _ = load("ViT-T/4@28px", weights=cfg["model"])
+print(json.dumps({"keys": len(model.state_dict()), "centroids": list(np.load(cfg["centroids"]).shape)}))
+`,
+      { model: join(dir, 'round-1', 'train', 'trained_model.pt'), centroids: join(dir, 'round-1', 'train', 'final_centroids.npy') },
+    )
+    expect(shapes.centroids).toEqual([30, 32])
+    expect(shapes.keys).toBeGreaterThan(10)
+
+    const evaluation = readJson<Array<{ name: string; metrics: Record<string, { estimate: number; lower: number; upper: number }> }>>(join(dir, 'eval.json'))
+    expect(evaluation.map((e) => e.name)).toEqual(['random init', 'round 1'])
+    for (const e of evaluation) {
+      for (const key of ['recall@1', 'recall@8', 'map@r', 'r_precision', 'knn@5']) {
+        const m = e.metrics[key]!
+        expect(m.lower).toBeLessThanOrEqual(m.estimate)
+        expect(m.upper).toBeGreaterThanOrEqual(m.estimate)
+      }
+    }
+    const report = readFileSync(join(dir, 'report', 'report.md'), 'utf8')
+    for (const svg of ['metrics.svg', 'loss.svg', 'lr.svg', 'cluster-sizes-round-1.svg']) {
+      expect(report).toContain(svg)
+      expect(readFileSync(join(dir, 'report', svg), 'utf8')).toMatch(/^<svg/)
+    }
+    expect(run.stdout).toMatch(/^random init\s+0\.\d{3} \[/m)
+    expect(run.stdout).toContain(join(dir, 'report', 'report.md'))
+
+    // A rerun finds every stage done.
+    const again = await execa('node', [nfhm, 'run', config, '--transport', transport], { cwd: root })
+    expect(again.stderr).toMatch(/cluster: K=30 \(cached/)
+    expect(again.stderr).toMatch(/train round 1: done \(cached/)
+  }, 180_000)
+})
+
+test('a training killed mid-run resumes to the same weights as an uninterrupted one', async () => {
+  const finish = async (name: string) => {
+    const config = writeConfig(name, join(root, `runs-${name}`), '')
+    return { config, dir: join(root, `runs-${name}`, name) }
+  }
+  const whole = await finish('whole')
+  await execa('node', [nfhm, 'train', whole.config], { cwd: root })
+
+  const killed = await finish('killed')
+  const first = execa('node', [nfhm, 'train', killed.config], { cwd: root, reject: false })
+  const checkpoint = join(killed.dir, 'round-1', 'train', 'checkpoint.json')
+  const metrics = join(killed.dir, 'metrics.jsonl')
+  // Kill once a checkpoint exists and a few steps beyond it have run.
+  await new Promise<void>((resolve, reject) => {
+    const timer = setInterval(() => {
+      const lines = existsSync(metrics) ? readFileSync(metrics, 'utf8').split('\n').length - 1 : 0
+      if (existsSync(checkpoint) && lines >= 9) {
+        clearInterval(timer)
+        first.kill('SIGKILL')
+        resolve()
+      }
+    }, 10)
+    void first.then(() => {
+      clearInterval(timer)
+      reject(new Error('training finished before it could be killed'))
+    })
+  })
+  await first
+  const resumed = await execa('node', [nfhm, 'train', killed.config, '--resume'], { cwd: root })
+  // The checkpoint holds its own step (the .json beside it may lag by one write).
+  const resumedAt = Number(/resuming at step (\d+) of 54/.exec(resumed.stderr)?.[1])
+  expect(resumedAt).toBeGreaterThan(0)
+  expect(resumedAt).toBeLessThan(54)
+
+  const diff = await runPythonJson<{ max: number; keys: number }>(
+    `
+import json, sys, torch
+a, b = (torch.load(p, weights_only=True) for p in json.load(sys.stdin))
+assert a.keys() == b.keys()
+print(json.dumps({"max": max((a[k].float() - b[k].float()).abs().max().item() for k in a), "keys": len(a)}))
+`,
+    [join(whole.dir, 'round-1', 'train', 'trained_model.pt'), join(killed.dir, 'round-1', 'train', 'trained_model.pt')],
+  )
+  expect(diff.max).toBeLessThanOrEqual(1e-6)
+  const losses = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { loss: number }).loss)
+  expect(losses(killed.dir)).toEqual(losses(whole.dir))
+}, 180_000)
