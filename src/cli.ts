@@ -4,10 +4,12 @@ import { Command, Option } from 'commander'
 import { loadConfig } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { doctor } from './doctor.js'
+import { WorkerError } from './bridge/errors.js'
 import { repoRoot } from './bridge/python.js'
 import { closeSession, openSession } from './stages/session.js'
 import { runPipeline, type PipelineOptions } from './stages/pipeline.js'
 import { printSummary } from './report/summary.js'
+import { sweepCommand } from './commands/sweep.js'
 
 const { version } = JSON.parse(readFileSync(`${repoRoot}/package.json`, 'utf8')) as { version: string }
 
@@ -75,6 +77,51 @@ program.addCommand(
 program.addCommand(stageCommand('train', 'train', 'train the backbone and PartialFC_V2 head on the pseudo-labels'))
 program.addCommand(stageCommand('eval', 'eval', 'evaluate the starting and trained models on the test split'))
 
+interface SweepFlags extends RunFlags {
+  ratio?: string
+  seeds?: string
+  train?: boolean
+  metric?: string
+  workers?: string
+}
+
+/** "300,1000" -> "[300,1000]" for a --set of a list. */
+const list = (values: string) => `[${values}]`
+
+function sweepOverrides(flags: SweepFlags): string[] {
+  const sets = overrides({ ...flags, k: undefined })
+  if (flags.k) sets.push(`sweep.k=${list(flags.k)}`, 'sweep.ratio=null')
+  if (flags.ratio) sets.push(`sweep.ratio=${list(flags.ratio)}`, 'sweep.k=null')
+  if (flags.seeds) sets.push(`sweep.seeds=${flags.seeds}`)
+  if (flags.train) sets.push('sweep.train=true')
+  if (flags.metric) sets.push(`sweep.metric=${flags.metric}`)
+  return sets
+}
+
+program
+  .command('sweep')
+  .description('how many clusters? k-means (and optionally train and evaluate) at several K, with seeds; report and sweep.json')
+  .argument('[config]', 'YAML config file (see configs/)')
+  .option('--k <list>', 'K values, e.g. 300,1000,3000,10000 (sets sweep.k)')
+  .option('--ratio <list>', 'K as fractions of the number of training images, e.g. 0.01,0.03,0.1 (sets sweep.ratio)')
+  .option('--seeds <n>', 'k-means (and training) seeds per K (sets sweep.seeds)')
+  .option('--train', 'train and evaluate a model per (K, seed) (sets sweep.train); else judge K by NMI/AMI/ARI only')
+  .option('--metric <name>', 'what picks the best K: map@r (default with --train), recall@1, r_precision, knn@20, ..., or ami (default without), nmi, ari')
+  .option('--workers <n>', 'run (K, seed) jobs on n workers: the configured one plus n-1 local stdio workers (default: sweep.workers)')
+  .option('--set <key=value>', 'override a config field (repeatable)', collect, [])
+  .option('--run-dir <dir>', 'sweep directory (default: runs_dir/<name>-sweep)')
+  .option('--resume', 'continue an existing sweep (an error if there is none)')
+  .option('--skip-bad', 'go on without unreadable images (they are listed in the manifest)')
+  .option('--worker <tcp://host:port>', 'use a running `python -m nfhm.serve` worker')
+  .option('--token-file <file>', "the worker's shared token")
+  .addOption(new Option('--transport <kind>', 'how to start the local worker').choices(['pythonia', 'stdio']))
+  .action(async (configFile: string | undefined, flags: SweepFlags) => {
+    const workers = flags.workers === undefined ? undefined : Number(flags.workers)
+    if (workers !== undefined && !(Number.isInteger(workers) && workers >= 1)) throw new Error(`--workers ${flags.workers}: expected a whole number >= 1`)
+    const config = loadConfig(configFile ?? null, sweepOverrides(flags))
+    await sweepCommand(config, { runDir: flags.runDir, resume: flags.resume, workers })
+  })
+
 program
   .command('doctor')
   .description('check Node, Python, torch, faiss, pyarrow, the compute device and both worker transports')
@@ -91,6 +138,12 @@ try {
 } catch (e) {
   // Expected failures (bad config, bad images, a dead worker) print their own
   // message; a stack trace only helps with NFHM_DEBUG=1.
-  process.stderr.write(`nfhm: ${process.env.NFHM_DEBUG ? (e as Error).stack : (e as Error).message}\n`)
+  const message =
+    e instanceof WorkerError && !process.env.NFHM_DEBUG
+      ? `worker method "${e.method}" raised ${e.pythonType}: ${e.pythonMessage} (NFHM_DEBUG=1 shows the Python traceback)`
+      : process.env.NFHM_DEBUG
+        ? (e as Error).stack
+        : (e as Error).message
+  process.stderr.write(`nfhm: ${message}\n`)
   process.exitCode = 1
 }
