@@ -54,13 +54,19 @@ export async function startPythonia(opts: PythoniaOptions): Promise<Transport> {
     const imported = (await import('pythonia')) as unknown as PythoniaModule & { default?: PythoniaModule }
     ;({ python, com } = imported.default ?? imported)
     modulePromise = python('nfhm.worker') // (re)starts the child
+  } catch (e) {
+    active = false
+    throw e
   } finally {
     for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key]
     Object.assign(process.env, saved)
   }
   const lifeline = new Lifeline()
   const proc = com.proc
-  if (!proc?.pid) throw new Error('pythonia did not start a Python process')
+  if (!proc?.pid) {
+    active = false
+    throw new Error('pythonia did not start a Python process')
+  }
   const untrack = trackChild(proc.pid)
   let closing = false
   proc.on('error', () => {}) // a write to a dead child's channel must not crash Node
