@@ -4,11 +4,13 @@ import { Command, Option } from 'commander'
 import { loadConfig } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { doctor } from './doctor.js'
-import { WorkerError } from './bridge/errors.js'
-import { repoRoot } from './bridge/python.js'
+import { WorkerDiedError, WorkerError } from './bridge/errors.js'
+import { pythonInterpreter, repoRoot } from './bridge/python.js'
+import { runFollowerNode } from './bridge/torchrun.js'
 import { closeSession, openSession } from './stages/session.js'
 import { runPipeline, type PipelineOptions } from './stages/pipeline.js'
 import { printSummary } from './report/summary.js'
+import { compareCommand } from './commands/compare.js'
 import { sweepCommand } from './commands/sweep.js'
 
 const { version } = JSON.parse(readFileSync(`${repoRoot}/package.json`, 'utf8')) as { version: string }
@@ -22,7 +24,13 @@ interface RunFlags {
   k?: string
   worker?: string
   tokenFile?: string
+  workerDir?: string
   transport?: Config['worker']['transport']
+  nproc?: string
+  nnodes?: string
+  nodeRank?: string
+  masterAddr?: string
+  masterPort?: string
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -36,7 +44,27 @@ function overrides(flags: RunFlags): string[] {
   if (flags.transport) sets.push(`worker.transport=${flags.transport}`)
   if (flags.worker) sets.push('worker.transport=tcp', `worker.address=${flags.worker}`)
   if (flags.tokenFile) sets.push(`worker.token_file=${flags.tokenFile}`)
+  if (flags.workerDir) sets.push(`worker.runs_dir=${flags.workerDir}`)
+  if (flags.nproc) sets.push(`worker.distributed.nproc=${flags.nproc}`)
+  if (flags.nnodes) sets.push(`worker.distributed.nnodes=${flags.nnodes}`)
+  if (flags.nodeRank) sets.push(`worker.distributed.node_rank=${flags.nodeRank}`)
+  if (flags.masterAddr) sets.push(`worker.distributed.master_addr=${flags.masterAddr}`)
+  if (flags.masterPort) sets.push(`worker.distributed.master_port=${flags.masterPort}`)
   return sets
+}
+
+/** A lost worker: what to do about it. */
+function withAdvice(e: unknown, config: Config): unknown {
+  if (!(e instanceof WorkerDiedError)) return e
+  if (config.worker.transport !== 'tcp') {
+    // Nobody sends a local worker SIGKILL but the kernel, when memory runs out.
+    const memory = e.signal === 'SIGKILL' ? 'if nobody killed it, the machine ran out of memory: lower batch_size or loader_workers; ' : ''
+    return new Error(`${e.message}\n${memory}rerun this command: finished stages are kept and training continues from its last checkpoint`)
+  }
+  return new Error(
+    `${e.message}\nstart the worker at ${config.worker.address} again (python -m nfhm.serve --listen ...), ` +
+      'then rerun this command with --resume: finished stages are kept and training continues from its last checkpoint',
+  )
 }
 
 function stageCommand(name: string, until: PipelineOptions['until'], description: string): Command {
@@ -50,13 +78,26 @@ function stageCommand(name: string, until: PipelineOptions['until'], description
     .option('--skip-bad', 'go on without unreadable images (they are listed in the manifest)')
     .option('--worker <tcp://host:port>', 'use a running `python -m nfhm.serve` worker')
     .option('--token-file <file>', "the worker's shared token")
+    .option('--worker-dir <dir>', "runs_dir on the worker's machine (sets worker.runs_dir; default: the same path as here)")
     .addOption(new Option('--transport <kind>', 'how to start a local worker').choices(['pythonia', 'stdio']))
+    .option('--nproc <n>', 'run the worker as n processes under torchrun, one per GPU (sets worker.distributed.nproc)')
+    .option('--nnodes <n>', 'machines taking part, each running this command with its own --node-rank')
+    .option('--node-rank <r>', "this machine's rank; 0 runs the pipeline, the others lend their processes")
+    .option('--master-addr <host>', "node 0's address as every node reaches it")
+    .option('--master-port <port>', 'a free port on node 0 for torchrun')
     .action(async (configFile: string | undefined, flags: RunFlags) => {
       const config = loadConfig(configFile ?? null, overrides(flags))
+      const launch = config.worker.distributed
+      if (launch && launch.node_rank > 0) {
+        process.stderr.write(`node ${launch.node_rank} of ${launch.nnodes}: worker processes: ${launch.nproc}, following node 0 at ${launch.master_addr}:${launch.master_port}\n`)
+        return runFollowerNode(pythonInterpreter(config.worker.python ?? undefined), launch)
+      }
       const ctx = await openSession(config, { runDir: flags.runDir, resume: flags.resume })
       try {
         const result = await runPipeline(ctx, { until, restart: Boolean(flags.restart) })
         if (until === 'eval') await printSummary(ctx, result)
+      } catch (e) {
+        throw withAdvice(e, config)
       } finally {
         await closeSession(ctx)
       }
@@ -123,6 +164,21 @@ program
   })
 
 program
+  .command('compare')
+  .description('evaluate run directories and checkpoints (and the baselines) under one protocol: one table with 95% intervals')
+  .argument('<models...>', 'run directories (their last trained round) and/or checkpoint files (loaded as the config\'s model)')
+  .requiredOption('--config <file>', 'YAML config: the data and test split, the evaluation protocol, the baselines')
+  .option('--set <key=value>', 'override a config field, e.g. --set eval.baselines=[] (repeatable)', collect, [])
+  .option('--run-dir <dir>', 'where compare.json and compare.md go (default: runs_dir/<name>-compare)')
+  .option('--worker <tcp://host:port>', 'use a running `python -m nfhm.serve` worker')
+  .option('--token-file <file>', "the worker's shared token")
+  .addOption(new Option('--transport <kind>', 'how to start a local worker').choices(['pythonia', 'stdio']))
+  .action(async (models: string[], flags: RunFlags & { config: string }) => {
+    const config = loadConfig(flags.config, overrides(flags))
+    await compareCommand(config, models, { runDir: flags.runDir })
+  })
+
+program
   .command('doctor')
   .description('check Node, Python, torch, faiss, pyarrow, the compute device and both worker transports')
   .action(async () => {
@@ -145,5 +201,8 @@ try {
         ? (e as Error).stack
         : (e as Error).message
   process.stderr.write(`nfhm: ${message}\n`)
-  process.exitCode = 1
+  // Exit now rather than when the event loop drains: a failed command must
+  // not linger on a handle (a dead worker's pipe that a process it started
+  // still holds open). Tracked worker processes are killed on the way out.
+  process.exit(1)
 }

@@ -1,8 +1,10 @@
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import fc from 'fast-check'
+import { stringify } from 'yaml'
 import { describe, expect, test } from 'vitest'
-import { loadConfig } from '../src/config/load.js'
+import { ConfigError, loadConfig } from '../src/config/load.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'nfhm-config-'))
 function file(name: string, text: string): string {
@@ -61,4 +63,55 @@ describe('config', () => {
     expect(() => loadConfig(join(dir, 'nope.yaml'))).toThrow(/cannot read config .*nope\.yaml: ENOENT/)
     expect(() => loadConfig(null, ['train.lr'])).toThrow(/--set train\.lr: expected key\.path=value/)
   })
+})
+
+describe('config loader on arbitrary input', () => {
+  test('a --set never reaches Object.prototype', () => {
+    for (const set of ['__proto__.polluted=1', 'constructor.prototype.polluted=1', 'data.__proto__.polluted=1', '__proto__=1']) {
+      expect(() => loadConfig(null, ['data.table=a.csv', set]), set).toThrow(/unknown field/)
+      expect(({} as Record<string, unknown>).polluted, set).toBeUndefined()
+    }
+  })
+
+  test('a YAML alias that makes a value contain itself is a config error, not a crash', () => {
+    expect(() => loadConfig(file('cycle.yaml', 'data: {table: a.csv}\neval: {recall_at: &x [*x]}\n'))).toThrow(
+      /eval\.recall_at\.0 = \(a value JSON cannot show, e\.g\. one that contains itself\)/,
+    )
+  })
+
+  // Field names of the schema, so generated configs get past the first level.
+  const fields = ['name', 'runs_dir', 'rounds', 'data', 'model', 'embed', 'cluster', 'train', 'eval', 'worker', 'table', 'folder', 'split', 'by', 'k', 'ratio', 'lr', 'epochs', 'margin', 'augment', 'crop_scale', 'recall_at', 'transport', 'address']
+  const key = fc.oneof(fc.constantFrom(...fields, '__proto__', 'constructor', 'prototype', ''), fc.string({ maxLength: 8 }))
+  const value = fc.letrec((tie) => ({
+    node: fc.oneof({ depthSize: 'small' }, fc.jsonValue({ maxDepth: 1 }), fc.dictionary(key, tie('node'), { maxKeys: 4 }), fc.array(tie('node'), { maxLength: 3 })),
+  })).node
+  const snippets = fc.constantFrom('a: &x [*x]', 'b: &y {c: *y}', '<<: *nowhere', 'x: !!binary aGk=', 'y: !custom 3', '%YAML 1.1\n---', 'k: [unclosed', '? [a, b]\n: c', 'data: {table: a.csv}')
+  const text = fc.oneof(
+    fc.string({ unit: 'binary', maxLength: 300 }),
+    fc.dictionary(key, value, { maxKeys: 6 }).map((tree) => stringify(tree)),
+    fc.array(fc.oneof(snippets, fc.string({ maxLength: 20 })), { maxLength: 5 }).map((parts) => parts.join('\n')),
+  )
+  const assignment = fc.oneof(
+    fc.string({ maxLength: 30 }),
+    fc.tuple(fc.array(key, { minLength: 1, maxLength: 3 }), fc.oneof(fc.string({ maxLength: 12 }), snippets)).map(([path, v]) => `${path.join('.')}=${v}`),
+  )
+
+  test('any file text and --set strings give a Config or a ConfigError: no other error, no hang', () => {
+    const path = join(dir, 'fuzz.yaml')
+    fc.assert(
+      fc.property(text, fc.array(assignment, { maxLength: 3 }), (yaml, sets) => {
+        writeFileSync(path, yaml)
+        try {
+          expect(loadConfig(path, sets).data).toBeDefined()
+        } catch (e) {
+          if (!(e instanceof ConfigError)) throw e
+        }
+        // Cleaned up before failing, so that shrinking finds the input that did it.
+        const polluted = Object.keys(Object.prototype)
+        for (const name of polluted) delete (Object.prototype as Record<string, unknown>)[name]
+        expect(polluted).toEqual([])
+      }),
+      { numRuns: 1500, interruptAfterTimeLimit: 8000 },
+    )
+  }, 20_000)
 })

@@ -4,6 +4,7 @@ import {
   DEFAULT_KNN_KS,
   DEFAULT_RECALL_KS,
   type NeighborLists,
+  concatRetrievalMetrics,
   knnAccuracy,
   mapAtR,
   neighborsNeeded,
@@ -274,5 +275,41 @@ describe('retrieval metrics match pytorch-metric-learning and numpy', () => {
       expect(m).toBeGreaterThan(0)
       expect(m).toBeLessThan(1)
     })
+  })
+})
+
+describe('retrieval metrics over batches of the queries', () => {
+  const k = 5
+  const whole = retrievalMetrics(tiny, { recallKs: [1, 2], knnKs: [3] })
+  const batch = (first: number, n: number): NeighborLists => ({
+    ...tiny,
+    queryLabels: tiny.queryLabels.subarray(first, first + n),
+    neighbors: tiny.neighbors.subarray(first * k, (first + n) * k),
+    similarities: tiny.similarities.subarray(first * k, (first + n) * k),
+    firstQuery: first,
+  })
+
+  it('joins to the metrics of all the queries at once', () => {
+    const firsts = [0, 2, 3]
+    const parts = firsts.map((first, i) => retrievalMetrics(batch(first, (firsts[i + 1] ?? 6) - first), { recallKs: [1, 2], knnKs: [3] }))
+    const joined = concatRetrievalMetrics(parts, firsts)
+    expect(Array.from(joined.evaluatedQueries)).toEqual(Array.from(whole.evaluatedQueries))
+    expect(joined.excludedQueries).toBe(whole.excludedQueries)
+    for (const pick of [
+      (m: typeof whole) => m.mapAtR,
+      (m: typeof whole) => m.rPrecision,
+      (m: typeof whole) => m.recallAtK.get(2)!,
+      (m: typeof whole) => m.knnAccuracy.get(3)!,
+    ]) {
+      expect(Array.from(pick(joined).values)).toEqual(Array.from(pick(whole).values))
+      expect(pick(joined).mean).toBeCloseTo(pick(whole).mean, 12)
+    }
+  })
+
+  it('knows which gallery item each query of a batch is', () => {
+    const withSelf = Int32Array.from(tiny.neighbors.subarray(3 * k, 4 * k))
+    withSelf[0] = 3 // query 0 of the batch from 3 is gallery item 3
+    expect(() => prepareRetrieval({ ...batch(3, 1), neighbors: withSelf })).toThrow(/query 0 lists itself/)
+    expect(() => prepareRetrieval({ ...batch(3, 1), queryLabels: Int32Array.from([0]) })).toThrow(/gallery item 3 \+ i/)
   })
 })

@@ -1,8 +1,9 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { describe, expect, test } from 'vitest'
+import { repoRoot } from '../src/bridge/python.js'
 import { RunDir, RunLockedError } from '../src/stages/rundir.js'
 import { keyOf, writeJsonAtomic } from '../src/stages/files.js'
 
@@ -30,5 +31,66 @@ describe('run directory', () => {
     expect(readdirSync(join(root, 'a'))).toEqual(['b.json'])
     expect(keyOf({ a: 1, b: [1, { c: 2, d: 3 }] })).toBe(keyOf({ b: [1, { d: 3, c: 2 }], a: 1 }))
     expect(keyOf({ a: 1 })).not.toBe(keyOf({ a: 2 }))
+  })
+
+  test('a write that runs out of room names the file, and the earlier version stays', async () => {
+    const root = fresh()
+    const file = join(root, 'eval.json')
+    writeFileSync(file, 'earlier')
+    // XFSZ ignored, as Node does itself: the write fails with EFBIG instead of killing the process.
+    const run = await execa('bash', ['-c', 'trap "" XFSZ; ulimit -f 8; exec node --import tsx "$@"', 'bash', join(repoRoot, 'test/fixtures/write-file.ts'), file, '100000'], {
+      cwd: repoRoot,
+      reject: false,
+    })
+    expect(run.exitCode).not.toBe(0)
+    expect(run.stderr).toContain(`cannot write ${file}: the file is larger than the file-size limit (ulimit -f); raise the limit, then rerun: finished work is kept`)
+    expect(readFileSync(file, 'utf8')).toBe('earlier')
+    expect(readdirSync(root)).toEqual(['eval.json'])
+  })
+
+  test('a run discarded before its manifest was written leaves no trace, in a new or an existing directory', () => {
+    const parent = fresh()
+    const brandNew = new RunDir(join(parent, 'runs', 'new'))
+    brandNew.lock()
+    brandNew.provisionalFile(brandNew.path('worker.log'))
+    writeFileSync(brandNew.path('worker.log'), 'started\n')
+    brandNew.unlock()
+    brandNew.discard()
+    expect(readdirSync(parent)).toEqual([]) // runs/ was made by lock() too
+
+    const root = join(parent, 'old')
+    mkdirSync(root)
+    writeFileSync(join(root, 'worker.log'), 'an earlier session\n')
+    const before = statSync(join(root, 'worker.log'))
+    const existing = new RunDir(root)
+    existing.lock()
+    existing.provisionalFile(existing.path('worker.log'))
+    appendFileSync(existing.path('worker.log'), 'this session\n')
+    existing.unlock()
+    existing.discard()
+    expect(readFileSync(join(root, 'worker.log'), 'utf8')).toBe('an earlier session\n')
+    expect(Math.round(statSync(join(root, 'worker.log')).mtimeMs)).toBe(Math.round(before.mtimeMs))
+    expect(readdirSync(root)).toEqual(['worker.log'])
+
+    existing.writeManifest({ nfhm: '0', created: '', updated: '', config: {}, versions: {}, stages: {}, skipped_images: [] })
+    expect(() => existing.discard()).toThrow(/holds a committed run/)
+  })
+
+  test("temporary files of writers killed mid-write are removed, a live process's are kept", async () => {
+    const root = fresh()
+    const dead = execa('true')
+    await dead
+    const live = execa('sleep', ['30'])
+    mkdirSync(join(root, 'round-1', 'train'), { recursive: true })
+    const files = [`round-1/train/checkpoint.pt.tmp-${dead.pid}`, `images.arrow.tmp-${dead.pid}`, `metrics.jsonl.tmp-${live.pid}`]
+    for (const f of files) writeFileSync(join(root, f), 'partial')
+    try {
+      expect(new RunDir(root).removeStaleTemporaryFiles().sort()).toEqual(files.slice(0, 2).sort())
+      expect(readdirSync(root).sort()).toEqual([`metrics.jsonl.tmp-${live.pid}`, 'round-1'])
+      expect(readdirSync(join(root, 'round-1', 'train'))).toEqual([])
+    } finally {
+      live.kill('SIGKILL')
+      await live.catch(() => {})
+    }
   })
 })

@@ -84,8 +84,10 @@ def load_model(worker: Worker, spec: dict[str, Any]) -> LoadedModel:
     cached: LoadedModel | None = worker.state.get(MODEL_STATE)
     if cached is not None and cached.key == key:
         return cached
+    from . import distributed
+
     worker.state.pop(MODEL_STATE, None)  # one model at a time: release the old one first
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = distributed.world().device()
     model, transform, embedding_size, image_size = build_model(spec, device)
     loaded = LoadedModel(key, model, transform, device, image_size, embedding_size)
     worker.state[MODEL_STATE] = loaded
@@ -125,16 +127,13 @@ def _image_list(tables: Tables) -> tuple[np.ndarray, list[str]]:
     return images["id"].to_numpy().astype(np.int32), images["path"].to_pylist()
 
 
-@method("embed.shard")
-def embed_shard(worker: Worker, params: dict[str, Any], tables: Tables) -> dict[str, Any]:
+def _embed(loaded: LoadedModel, paths: list[str], params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """(vectors, readable, reasons by index) for the images at `paths`."""
     import torch
     from torch.utils.data import DataLoader
 
     from .precision import Precision
 
-    started = time.perf_counter()
-    ids, paths = _image_list(tables)
-    loaded = load_model(worker, params["model"])
     precision = Precision.from_name(params["precision"], loaded.device)
     cuda = loaded.device.type == "cuda"
     batches = DataLoader(
@@ -143,6 +142,7 @@ def embed_shard(worker: Worker, params: dict[str, Any], tables: Tables) -> dict[
         num_workers=params["loader_workers"],
         pin_memory=cuda,
         collate_fn=data.collate_images,
+        worker_init_fn=data.die_with_worker,
     )
     vectors = np.zeros((len(paths), loaded.embedding_size), np.float32)
     good = np.zeros(len(paths), bool)
@@ -156,6 +156,24 @@ def embed_shard(worker: Worker, params: dict[str, Any], tables: Tables) -> dict[
                 out = loaded.model(batch.images.to(loaded.device, non_blocking=cuda))
             vectors[batch.indices] = out.float().cpu().numpy()
             good[batch.indices] = True
+    return vectors, good, reasons
+
+
+@method("embed.shard", collective=True)
+def embed_shard(worker: Worker, params: dict[str, Any], tables: Tables) -> dict[str, Any]:
+    """Each rank of a distributed worker embeds its share of the images; rank 0 writes the shard."""
+    from . import distributed
+
+    started = time.perf_counter()
+    ids, paths = _image_list(tables)
+    loaded = load_model(worker, params["model"])
+    mine = distributed.part(len(paths))
+    parts = distributed.gather_to_leader((mine.start, *_embed(loaded, paths[mine], params)))
+    if parts is None:
+        return {}
+    vectors = np.concatenate([part[1] for part in parts])
+    good = np.concatenate([part[2] for part in parts])
+    reasons = {start + i: reason for start, _, _, part_reasons in parts for i, reason in part_reasons.items()}
     not_finite = good & ~np.isfinite(vectors).all(axis=1)
     reasons.update((int(i), NOT_FINITE) for i in np.flatnonzero(not_finite))
     good &= ~not_finite

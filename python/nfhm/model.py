@@ -150,6 +150,17 @@ class VisionTransformer(nn.Module):
             nn.BatchNorm1d(config.embedding_size, eps=BN_EPS),
         )
         self._init_weights()
+        # The final LayerNorm's bias and the first BatchNorm's bias shift every sample alike,
+        # and the next BatchNorm (behind a Linear without bias) removes that shift while it
+        # normalises with batch statistics: their gradient is then zero in exact arithmetic.
+        # In floats it is rounding noise (~1e-7), which AdamW (eps 1e-8) turns into full-size
+        # random steps that depend on the summation order (batch size, number of processes).
+        # The hooks return the exact zero; with BatchNorm in eval mode the gradient is real.
+        self.norm.bias.register_hook(lambda grad: self._cancelled_shift(grad, 1))
+        self.feature[1].bias.register_hook(lambda grad: self._cancelled_shift(grad, 3))
+
+    def _cancelled_shift(self, grad: torch.Tensor, batchnorm: int) -> torch.Tensor:
+        return torch.zeros_like(grad) if self.feature[batchnorm].training else grad
 
     def _init_weights(self) -> None:
         # UNICOM's: trunc-normal(0.02) for Linear weights and pos_embed; the patch conv and

@@ -35,28 +35,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import FunctionCtx
 
+from .distributed import all_gather_rows, gather_sizes
+
 MarginLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _all_reduce(tensor: torch.Tensor, op: dist.ReduceOp, group: dist.ProcessGroup | None) -> None:
     if group is not None:
         dist.all_reduce(tensor, op, group=group)
-
-
-def _gather_batch_sizes(batch: int, device: torch.device, group: dist.ProcessGroup) -> list[int]:
-    local = torch.tensor([batch], device=device)
-    sizes = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
-    dist.all_gather(sizes, local, group=group)
-    return [int(s.item()) for s in sizes]
-
-
-def _all_gather_rows(tensor: torch.Tensor, sizes: list[int], group: dist.ProcessGroup) -> torch.Tensor:
-    """Concatenate every rank's rows in rank order; ranks may hold different row counts."""
-    padded = tensor.new_zeros((max(sizes),) + tuple(tensor.shape[1:]))
-    padded[: tensor.shape[0]] = tensor
-    parts = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(parts, padded, group=group)
-    return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
 
 
 class _AllGatherRows(torch.autograd.Function):
@@ -67,7 +53,7 @@ class _AllGatherRows(torch.autograd.Function):
         ctx: FunctionCtx, tensor: torch.Tensor, sizes: list[int], group: dist.ProcessGroup, grad_factor: float
     ) -> torch.Tensor:  # type: ignore[override]
         ctx.sizes, ctx.group, ctx.grad_factor = sizes, group, grad_factor
-        return _all_gather_rows(tensor, sizes, group)
+        return all_gather_rows(tensor, sizes, group)
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:  # type: ignore[override]
@@ -203,9 +189,9 @@ class PartialFC_V2(nn.Module):  # noqa: N801 - UNICOM's name, kept for drop-in u
     def _loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         group = self.process_group
         if group is not None:
-            sizes = _gather_batch_sizes(labels.shape[0], labels.device, group)
+            sizes = gather_sizes(labels.shape[0], labels.device, group)
             embeddings = _AllGatherRows.apply(embeddings, sizes, group, self.embedding_grad_factor)
-            labels = _all_gather_rows(labels, sizes, group)
+            labels = all_gather_rows(labels, sizes, group)
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
             raise ValueError(
                 f"labels must lie in [0, {self.num_classes}), got [{int(labels.min())}, {int(labels.max())}]"

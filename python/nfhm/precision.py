@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -31,14 +32,19 @@ class Precision:
     dtype: torch.dtype | None  # autocast dtype; None = no autocast
     scaler: torch.amp.GradScaler
     min_scale: float = 1.0
+    # Ranks whose overflow checks must agree (their gradients differ: each holds its own class
+    # shard of the head), so that they all skip, or all apply, the same fp16 steps.
+    process_group: dist.ProcessGroup | None = None
 
     @classmethod
-    def from_name(cls, name: str, device: torch.device | str, min_scale: float = 1.0) -> Precision:
+    def from_name(
+        cls, name: str, device: torch.device | str, min_scale: float = 1.0, process_group: dist.ProcessGroup | None = None
+    ) -> Precision:
         if name not in DTYPES:
             raise ValueError(f"unknown precision {name!r}; choose one of {', '.join(DTYPES)}")
         device_type = torch.device(device).type
         scaler = torch.amp.GradScaler(device_type, enabled=name == "fp16")
-        return cls(name, device_type, DTYPES[name], scaler, min_scale)
+        return cls(name, device_type, DTYPES[name], scaler, min_scale, process_group)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.dtype is None:
@@ -52,6 +58,12 @@ class Precision:
         """Divide the gradients by the scale now (to measure them); ``step`` then uses them as they are."""
         if self.scaler.is_enabled():
             self.scaler.unscale_(optimizer)
+            if self.process_group is not None:
+                # GradScaler has no public hook for this; its per-optimizer state is where
+                # step() reads the overflow flags that unscale_ just wrote.
+                found = self.scaler._per_optimizer_states[id(optimizer)]["found_inf_per_device"]
+                for flag in found.values():
+                    dist.all_reduce(flag, dist.ReduceOp.MAX, group=self.process_group)
 
     def step(self, optimizer: torch.optim.Optimizer) -> bool:
         """Unscale, step (unless gradients overflowed) and update the scale; True if applied."""

@@ -21,7 +21,7 @@ import faiss
 import numpy as np
 import pyarrow as pa
 
-from . import shards
+from . import distributed, shards
 from .worker import Tables, Worker, method
 
 QUERY_BLOCK = 4096  # bounds faiss's (block x fetched) result arrays
@@ -58,8 +58,26 @@ def knn_table(query_ids: np.ndarray, ids: np.ndarray, scores: np.ndarray) -> pa.
     )
 
 
-@method("search.knn")
+def _search(
+    index: faiss.Index, queries: np.ndarray, query_ids: np.ndarray, gallery_ids: np.ndarray, k: int, exclude_self: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(neighbour ids, similarities), each (queries, k), nearest first."""
+    fetch = k + int(exclude_self)
+    ids = np.empty((len(queries), k), np.int32)
+    scores = np.empty((len(queries), k), np.float32)
+    for start in range(0, len(queries), QUERY_BLOCK):
+        stop = start + QUERY_BLOCK
+        block_scores, block_indices = order_ties_by_index(*index.search(queries[start:stop], fetch))
+        block_ids = gallery_ids[block_indices]
+        if exclude_self:
+            block_ids, block_scores = drop_own_id(block_ids, block_scores, query_ids[start:stop])
+        ids[start:stop], scores[start:stop] = block_ids, block_scores
+    return ids, scores
+
+
+@method("search.knn", collective=True)
 def knn(worker: Worker, params: dict[str, Any], tables: Tables) -> tuple[dict[str, Any], Tables]:
+    """Each rank of a distributed worker searches its share of the queries; rank 0 gathers them."""
     started = time.perf_counter()
     k, exclude_self = params["k"], params["exclude_self"]
     query_ids, queries = shards.read_embeddings(params["query_shards"])
@@ -81,16 +99,12 @@ def knn(worker: Worker, params: dict[str, Any], tables: Tables) -> tuple[dict[st
 
     index = faiss.IndexFlatIP(gallery.shape[1])
     index.add(gallery)
-    fetch = k + int(exclude_self)
-    ids = np.empty((len(queries), k), np.int32)
-    scores = np.empty((len(queries), k), np.float32)
-    for start in range(0, len(queries), QUERY_BLOCK):
-        stop = start + QUERY_BLOCK
-        block_scores, block_indices = order_ties_by_index(*index.search(queries[start:stop], fetch))
-        block_ids = gallery_ids[block_indices]
-        if exclude_self:
-            block_ids, block_scores = drop_own_id(block_ids, block_scores, query_ids[start:stop])
-        ids[start:stop], scores[start:stop] = block_ids, block_scores
+    mine = distributed.part(len(queries))
+    parts = distributed.gather_to_leader(_search(index, queries[mine], query_ids[mine], gallery_ids, k, exclude_self))
+    if parts is None:
+        return {}, {}
+    ids = np.concatenate([part_ids for part_ids, _ in parts])
+    scores = np.concatenate([part_scores for _, part_scores in parts])
 
     result = {"queries": len(queries), "gallery": len(gallery), "k": k, "seconds": time.perf_counter() - started}
     return result, {"neighbors": knn_table(query_ids, ids, scores)}

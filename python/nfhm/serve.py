@@ -2,12 +2,14 @@
 
     python -m nfhm.serve --stdio
     python -m nfhm.serve --listen 127.0.0.1:7341 --token-file token.txt
+    torchrun --nproc-per-node 8 -m nfhm.serve --listen 0.0.0.0:7341 --token-file token.txt --distributed
 
 A message is one JSON line (protocol.dumps) followed by the Arrow frames its
 "tables" list names, in order. Requests: {"id", "method", "params", "tables"}.
 Replies: {"id", "ok", "result" | "error", "tables"}. Over TCP the first line a
 client sends must be {"auth": "<token>"}; nothing runs before it matches.
-One call runs at a time; clients are served one after another.
+One call runs at a time; clients are served one after another. With --distributed (under
+torchrun) rank 0 serves and the other ranks follow it (distributed.py).
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from . import protocol
-from .worker import Worker, dispatch, error_reply, load_extensions, die_with_parent
+from .worker import COLLECTIVE, Worker, dispatch, error_reply, load_extensions, die_with_parent
 
 DEFAULT_MAX_FRAME = 16 << 30
 MAX_LINE = 64 << 20
 AUTH_TIMEOUT_S = 10.0
+Dispatch = Callable[[Worker, str, dict[str, Any], dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
 
 
 class Disconnected(Exception):
@@ -61,7 +65,7 @@ def write_message(out: BinaryIO, header: dict[str, Any], tables: dict[str, Any])
     out.flush()
 
 
-def serve_stream(worker: Worker, inp: BinaryIO, out: BinaryIO, max_frame: int) -> None:
+def serve_stream(worker: Worker, inp: BinaryIO, out: BinaryIO, max_frame: int, run: Dispatch = dispatch) -> None:
     """Answers requests until the peer closes the stream.
 
     A malformed message is answered with an error and ends the session: after
@@ -75,7 +79,7 @@ def serve_stream(worker: Worker, inp: BinaryIO, out: BinaryIO, max_frame: int) -
         except protocol.ProtocolError as e:
             write_message(out, {"id": None, **error_reply(e)}, {})
             return
-        reply, out_tables = dispatch(worker, str(header.get("method")), header.get("params") or {}, tables)
+        reply, out_tables = run(worker, str(header.get("method")), header.get("params") or {}, tables)
         try:
             write_message(out, {"id": header.get("id"), **reply}, out_tables)
         except Exception as e:  # noqa: BLE001 - an unencodable result is still answered
@@ -84,14 +88,14 @@ def serve_stream(worker: Worker, inp: BinaryIO, out: BinaryIO, max_frame: int) -
             write_message(out, {"id": header.get("id"), **error_reply(e)}, {})
 
 
-def serve_stdio(worker: Worker, max_frame: int) -> None:
+def serve_stdio(worker: Worker, max_frame: int, run: Dispatch = dispatch) -> None:
     # Keep fd 1 for the protocol and point fd 1 of everything else (print,
     # C libraries) at stderr, so no stray output corrupts a reply.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     die_with_parent()
-    serve_stream(worker, sys.stdin.buffer, out, max_frame)
+    serve_stream(worker, sys.stdin.buffer, out, max_frame, run)
 
 
 def authenticate(conn: socket.socket, inp: BinaryIO, out: BinaryIO, token: bytes) -> bool:
@@ -112,18 +116,20 @@ def authenticate(conn: socket.socket, inp: BinaryIO, out: BinaryIO, token: bytes
     return ok
 
 
-def serve_tcp(worker: Worker, host: str, port: int, token: bytes, max_frame: int) -> None:
+def serve_tcp(worker: Worker, host: str, port: int, token: bytes, max_frame: int, run: Dispatch = dispatch) -> None:
     with socket.create_server((host, port)) as server:
         bound = server.getsockname()
         print(json.dumps({"listening": f"{bound[0]}:{bound[1]}", "pid": os.getpid()}), flush=True)
         while True:
             conn, peer = server.accept()
-            with conn, conn.makefile("rb") as inp, conn.makefile("wb") as out:
-                try:
+            # Closing flushes what a vanished client never read, which fails too: the
+            # `with` is inside the `try`, so no client can end the server.
+            try:
+                with conn, conn.makefile("rb") as inp, conn.makefile("wb") as out:
                     if authenticate(conn, inp, out, token):
-                        serve_stream(worker, inp, out, max_frame)
-                except OSError as e:
-                    print(f"nfhm.serve: connection from {peer[0]} ended: {e}", file=sys.stderr, flush=True)
+                        serve_stream(worker, inp, out, max_frame, run)
+            except OSError as e:
+                print(f"nfhm.serve: connection from {peer[0]} ended: {e}", file=sys.stderr, flush=True)
 
 
 def read_token(token_file: str | None) -> bytes:
@@ -144,15 +150,38 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--listen", metavar="HOST:PORT", help="serve over TCP (use 0.0.0.0 to accept other machines)")
     parser.add_argument("--token-file", help="file holding the shared token (default: env NFHM_TOKEN)")
     parser.add_argument("--max-frame-bytes", type=int, default=DEFAULT_MAX_FRAME)
+    parser.add_argument(
+        "--distributed", action="store_true", help="run under torchrun: rank 0 serves, the other ranks follow it"
+    )
     args = parser.parse_args(argv)
 
+    if args.distributed and os.environ.get("RANK", "0") != "0":
+        # Only rank 0 speaks the protocol: under torchrun every rank shares its stdout, so the
+        # others send theirs to stderr before anything can print.
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
     load_extensions()
     worker = Worker()
-    if args.stdio:
-        serve_stdio(worker, args.max_frame_bytes)
-        return
-    host, _, port = args.listen.rpartition(":")
-    serve_tcp(worker, host or "127.0.0.1", int(port), read_token(args.token_file), args.max_frame_bytes)
+    run: Dispatch = dispatch
+    if args.distributed:
+        from . import distributed
+
+        leader = distributed.init().leader
+        if not leader or args.listen:
+            die_with_parent()  # the parent is torchrun's agent (serve_stdio does this for rank 0)
+        if not leader:
+            distributed.follow(worker, dispatch)
+            return
+        run = distributed.lead(dispatch, COLLECTIVE.__contains__)
+    try:
+        if args.stdio:
+            serve_stdio(worker, args.max_frame_bytes, run)
+            return
+        host, _, port = args.listen.rpartition(":")
+        serve_tcp(worker, host or "127.0.0.1", int(port), read_token(args.token_file), args.max_frame_bytes, run)
+    finally:
+        if args.distributed:
+            distributed.release_followers()
 
 
 if __name__ == "__main__":

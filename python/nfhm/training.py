@@ -66,15 +66,18 @@ def train_step(
     labels: torch.Tensor,
     optimizer: torch.optim.Optimizer,
     precision: Precision,
+    batchnorm_batch: int | None = None,
 ) -> StepStats:
     """Forward, backward and optimiser step (the caller steps its schedule).
 
     A non-finite loss raises NonFiniteLoss before anything is updated, so the weights
-    stay those of the last good step.
+    stay those of the last good step. ``batchnorm_batch``: the number of samples BatchNorm
+    normalises over when it is synchronised across ranks (default: this call's batch).
     """
-    if backbone.training and images.shape[0] < MIN_BATCHNORM_BATCH and _has_batchnorm(backbone):
+    batch = batchnorm_batch or images.shape[0]
+    if backbone.training and batch < MIN_BATCHNORM_BATCH and _has_batchnorm(backbone):
         raise ValueError(
-            f"batch of {images.shape[0]} is too small for the BatchNorm head "
+            f"batch of {batch} is too small for the BatchNorm head "
             f"(>= {MIN_BATCHNORM_BATCH}; use drop_last=True and a larger batch)"
         )
     optimizer.zero_grad(set_to_none=True)

@@ -28,13 +28,17 @@ Reply = dict[str, Any] | tuple[dict[str, Any], Tables]
 Handler = Callable[["Worker", dict[str, Any], Tables], Reply]
 
 METHODS: dict[str, Handler] = {}
+# Methods every rank of a distributed worker runs (see distributed.py); the rest run on rank 0.
+COLLECTIVE: set[str] = set()
 
 
-def method(name: str) -> Callable[[Handler], Handler]:
+def method(name: str, *, collective: bool = False) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
         if name in METHODS:
             raise ValueError(f"worker method {name!r} is registered twice")
         METHODS[name] = fn
+        if collective:
+            COLLECTIVE.add(name)
         return fn
 
     return register
@@ -77,6 +81,8 @@ def hello(worker: Worker, params: dict[str, Any], tables: Tables) -> Reply:
     import numpy
     import torch
 
+    from . import distributed
+
     cuda = torch.cuda.is_available()
     return {
         "pid": os.getpid(),
@@ -94,6 +100,7 @@ def hello(worker: Worker, params: dict[str, Any], tables: Tables) -> Reply:
             "count": torch.cuda.device_count() if cuda else 1,
         },
         "methods": sorted(METHODS),
+        "world_size": distributed.world().size,
     }
 
 
@@ -142,7 +149,7 @@ def load_extensions() -> None:
 
 
 # The built-in methods beyond hello/echo; imported here, once `method` exists, so they can use it.
-from . import cluster, data, embed, search, train  # noqa: E402,F401  (registers their methods)
+from . import cluster, data, embed, files, search, train  # noqa: E402,F401  (registers their methods)
 
 # --- the pythonia transport -------------------------------------------------
 # pythonia imports this module in its own child process. Requests and replies

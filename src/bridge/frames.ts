@@ -22,7 +22,13 @@ export function encodeMessage(header: Record<string, unknown>, tables: Tables = 
   return parts
 }
 
-/** Incremental parser: push() bytes as they arrive, get whole messages back. */
+/**
+ * Incremental parser: push() bytes as they arrive, get whole messages back.
+ * A frame larger than what has arrived gets its own buffer at once, and each
+ * later chunk is copied into it on arrival: the copy overlaps the transfer,
+ * and the chunks are not held beside the frame. Its tables are views on it.
+ * A socket can skip even that copy: see readBuffer().
+ */
 export class MessageReader {
   private chunks: Buffer[] = []
   private buffered = 0
@@ -30,6 +36,9 @@ export class MessageReader {
   private names: string[] = []
   private tables: Tables = {}
   private frameSize: number | undefined
+  private frame: Buffer | undefined
+  private filled = 0
+  private readonly spare = Buffer.allocUnsafeSlow(64 * 1024)
 
   constructor(
     private readonly onMessage: (message: Message) => void,
@@ -37,9 +46,42 @@ export class MessageReader {
   ) {}
 
   push(chunk: Buffer): void {
+    if (this.frame) {
+      const used = Math.min(chunk.length, this.frame.length - this.filled)
+      chunk.copy(this.frame, this.filled, 0, used)
+      this.filled += used
+      if (this.filled < this.frame.length) return
+      this.completeFrame()
+      chunk = chunk.subarray(used)
+    }
     this.chunks.push(chunk)
     this.buffered += chunk.length
     while (this.step());
+  }
+
+  /**
+   * Where a socket should read its next bytes (net.Socket's `onread`): into
+   * the unfilled rest of the frame being read, so that the kernel's copy is
+   * the only one, else into spare space that onRead() copies out of.
+   */
+  readBuffer(): Buffer {
+    return this.frame ? this.frame.subarray(this.filled) : this.spare
+  }
+
+  /** `n` bytes have landed in `buffer`, which the last readBuffer() gave. */
+  onRead(n: number, buffer: Buffer): void {
+    if (this.frame && buffer.buffer === this.frame.buffer) {
+      this.filled += n
+      if (this.filled === this.frame.length) this.completeFrame()
+    } else {
+      this.push(Buffer.from(buffer.subarray(0, n))) // the spare space takes the next read
+    }
+  }
+
+  private completeFrame(): void {
+    const frame = this.frame!
+    this.frame = undefined
+    this.addTable(frame)
   }
 
   /** Consumes one unit (line, length or frame) if enough bytes are buffered. */
@@ -63,19 +105,36 @@ export class MessageReader {
       const size = Number(this.take(8).readBigUInt64LE())
       if (size > this.maxFrameBytes) throw new ProtocolError(`frame of ${size} bytes exceeds the limit`)
       this.frameSize = size
+    } else if (this.buffered < this.frameSize) {
+      // The rest of the frame is still on its way: push() fills it from here on.
+      this.frame = Buffer.allocUnsafeSlow(this.frameSize)
+      this.filled = 0
+      for (const chunk of this.chunks) this.filled += chunk.copy(this.frame, this.filled)
+      this.chunks = []
+      this.buffered = 0
+      return false
     } else {
-      if (this.buffered < this.frameSize) return false
-      const name = this.names[Object.keys(this.tables).length]!
-      this.tables[name] = tableFromIPC(this.take(this.frameSize)) as Table
-      this.frameSize = undefined
+      this.addTable(this.take(this.frameSize))
+      return true
     }
+    this.deliverIfComplete()
+    return true
+  }
+
+  private addTable(frame: Buffer): void {
+    const name = this.names[Object.keys(this.tables).length]!
+    this.tables[name] = tableFromIPC(frame) as Table
+    this.frameSize = undefined
+    this.deliverIfComplete()
+  }
+
+  private deliverIfComplete(): void {
     if (this.header !== undefined && this.frameSize === undefined && Object.keys(this.tables).length === this.names.length) {
       const message = { header: this.header, tables: this.tables }
       this.header = undefined
       this.tables = {}
       this.onMessage(message)
     }
-    return true
   }
 
   private indexOfNewline(): number {

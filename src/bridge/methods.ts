@@ -21,6 +21,8 @@ export const helloResult = z.object({
   }),
   device: z.object({ type: z.enum(['cpu', 'cuda']), name: z.string(), count: z.number().int() }),
   methods: z.array(z.string()),
+  /** Processes behind this worker: 1, or the number of torchrun ranks. */
+  world_size: z.number().int().positive(),
 })
 
 /** Which backbone, from which weights, through which loader plug-in. */
@@ -50,6 +52,12 @@ export const workerMethods = {
       split_column: z.string().nullable(),
     }),
     result: z.object({ rows: z.number().int(), source: z.string(), sha256: z.string() }),
+  },
+
+  /** Decodes every image, lists those that cannot be read. In: table `images` (id int32, path utf8). */
+  'data.check': {
+    params: z.object({ loader_workers: z.number().int().nonnegative() }),
+    result: z.object({ checked: z.number().int(), bad: z.array(badImage) }),
   },
 
   /** What a model spec resolves to, and a hash of its weights (for cache keys). */
@@ -191,6 +199,20 @@ export const workerMethods = {
   'train.export': {
     params: z.object({ model_path: z.string(), centroids_path: z.string() }),
     result: z.object({ step: z.number().int(), classes: z.number().int(), embedding_size: z.number().int() }),
+  },
+
+  /** Which of these files exist on the worker's machine, and their sizes. */
+  'files.stat': {
+    params: z.object({ paths: z.array(z.string()) }),
+    result: z.object({
+      files: z.array(z.object({ path: z.string(), exists: z.boolean(), bytes: z.number().int().nullable() })),
+    }),
+  },
+
+  /** Reads an Arrow IPC file on the worker's machine. Out: table `table`. */
+  'files.read_table': {
+    params: z.object({ path: z.string() }),
+    result: z.object({ rows: z.number().int() }),
   },
 } satisfies MethodTable
 

@@ -1,11 +1,13 @@
 // The pythonia transport: the worker in a pythonia child of this process.
 // pythonia's own weak spots (bridge-and-platform.md) are covered here:
 // - calls hang when the child dies: every call races the child's exit event;
-// - its 100 s request timeout would kill long work: set to the maximum;
+// - its 100 s request timeout would kill long work: 0 turns it off (a long
+//   timer instead would keep the CLI alive after the child died);
 // - NaN, Infinity, big integers, numpy values: only JSON strings cross;
 // - Python's output on the CLI's stdout: a launcher sends it to a log file;
 // - bulk data is slow through its values: tables cross as Arrow IPC files.
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { tableFromIPC, tableToIPC } from 'apache-arrow'
@@ -44,7 +46,7 @@ export async function startPythonia(opts: PythoniaOptions): Promise<Transport> {
       NFHM_WORKER_LOG: opts.logFile,
       NFHM_SCRATCH: opts.scratchDir,
       NFHM_TRANSPORT: 'pythonia',
-      REQ_TIMEOUT: String(2 ** 31 - 1),
+      REQ_TIMEOUT: '0',
     }),
   )
   let python: PythoniaModule['python']
@@ -128,7 +130,8 @@ function readReply(text: string): RawReply {
   const tables: Tables = {}
   for (const [name, path] of Object.entries(reply.tables ?? {})) {
     tables[name] = tableFromIPC(readFileSync(path))
-    rmSync(path, { force: true })
+    // Freeing a large file's pages takes tens of ms (30-60 for 92 MB): not on the caller's time.
+    void rm(path, { force: true }).catch(() => {})
   }
   return { ...reply, tables }
 }

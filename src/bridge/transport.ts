@@ -12,7 +12,7 @@ export interface RawReply {
   tables: Tables
 }
 
-export type TransportKind = 'pythonia' | 'stdio' | 'tcp'
+export type TransportKind = 'pythonia' | 'stdio' | 'torchrun' | 'tcp'
 
 export interface Transport {
   readonly kind: TransportKind

@@ -8,6 +8,7 @@ import { ProtocolError, WorkerError, WorkerTimeoutError } from './errors.js'
 import { startPythonia } from './pythonia.js'
 import { pythonInterpreter } from './python.js'
 import { connectTcp, startStdio } from './socket.js'
+import type { TorchrunLaunch } from './torchrun.js'
 import type { Tables, Transport, TransportKind } from './transport.js'
 
 export interface MethodSpec {
@@ -28,7 +29,8 @@ export interface Reply<R> {
 }
 
 export type WorkerSpec =
-  | { transport: 'pythonia' | 'stdio'; python?: string; env?: Record<string, string> }
+  | { transport: 'pythonia'; python?: string; env?: Record<string, string> }
+  | { transport: 'stdio'; python?: string; env?: Record<string, string>; torchrun?: TorchrunLaunch }
   | { transport: 'tcp'; host: string; port: number; token: string }
 
 export interface OpenOptions {
@@ -131,7 +133,7 @@ export async function openWorker<M extends MethodTable>(
     const transport =
       spec.transport === 'pythonia'
         ? await startPythonia({ python, logFile, scratchDir, env: spec.env })
-        : await startStdio({ python, logFile, env: spec.env })
+        : await startStdio({ python, logFile, env: spec.env, torchrun: spec.torchrun })
     return new Worker(transport, methods, cleanup)
   } catch (e) {
     cleanup()

@@ -11,6 +11,10 @@ export class ConfigError extends Error {
 
 type Raw = Record<string, unknown>
 
+// Unknown tags and directives leave plain strings, which the schema then
+// judges; YAML's own warnings would only add noise on stderr.
+const YAML_OPTIONS = { logLevel: 'error' } as const
+
 function isObject(v: unknown): v is Raw {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
@@ -22,16 +26,32 @@ export function applyOverride(raw: Raw, assignment: string): void {
   const path = assignment.slice(0, eq).split('.')
   let value: unknown
   try {
-    value = parseYaml(assignment.slice(eq + 1))
+    value = parseYaml(assignment.slice(eq + 1), YAML_OPTIONS)
   } catch (e) {
     throw new ConfigError(`--set ${assignment}: the value is not valid YAML: ${(e as Error).message}`)
   }
   let node = raw
   for (const key of path.slice(0, -1)) {
-    if (!isObject(node[key])) node[key] = {}
+    if (!Object.hasOwn(node, key) || !isObject(node[key])) setOwn(node, key, {})
     node = node[key] as Raw
   }
-  node[path.at(-1)!] = value
+  setOwn(node, path.at(-1)!, value)
+}
+
+/** node[key] = value as an own field, even for "__proto__": a --set never reaches Object.prototype. */
+function setOwn(node: Raw, key: string, value: unknown): void {
+  Object.defineProperty(node, key, { value, enumerable: true, writable: true, configurable: true })
+}
+
+/** A value as an error shows it: JSON, shortened; YAML aliases can make a value contain itself. */
+function show(value: unknown): string {
+  let text: string
+  try {
+    text = JSON.stringify(value) ?? String(value)
+  } catch {
+    text = '(a value JSON cannot show, e.g. one that contains itself)'
+  }
+  return text.length > 200 ? `${text.slice(0, 200)}...` : text
 }
 
 function applyPreset(raw: Raw): void {
@@ -97,7 +117,7 @@ export function describeConfigIssues(error: z.ZodError, raw: unknown, source: st
         .join('\n  ')
     }
     const value = valueAt(raw, issue.path)
-    const shown = value === undefined ? '(missing)' : JSON.stringify(value)
+    const shown = value === undefined ? '(missing)' : show(value)
     const allowed = 'values' in issue && Array.isArray(issue.values) ? `; allowed: ${issue.values.join(', ')}` : ''
     return `${field} = ${shown}: ${issue.message}${allowed}`
   })
@@ -115,7 +135,7 @@ export function loadConfig(file: string | null, overrides: string[] = []): Confi
       throw new ConfigError(`cannot read config ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
     }
     try {
-      raw = parseYaml(text) ?? {}
+      raw = parseYaml(text, YAML_OPTIONS) ?? {}
     } catch (e) {
       const where = e instanceof YAMLParseError && e.linePos ? ` (line ${e.linePos[0].line})` : ''
       throw new ConfigError(`config ${file} is not valid YAML${where}: ${(e as Error).message.split('\n')[0]}`)

@@ -122,11 +122,44 @@ export const evalSchema = z.strictObject({
   baselines: z.array(z.enum(['initial', 'pixels'])).default(['initial']),
 })
 
+/** Several worker processes under torchrun (one per GPU), driven as one worker (docs/scale-out.md). */
+export const distributedSchema = z
+  .strictObject({
+    nproc: positiveInt.describe('processes on this machine, one per GPU'),
+    nnodes: positiveInt.default(1),
+    node_rank: z.number().int().nonnegative().default(0).describe('0 on the machine that runs the orchestrator'),
+    master_addr: z.string().nullable().default(null).describe("node 0's address as the other nodes reach it"),
+    master_port: z.number().int().min(1).max(65535).nullable().default(null).describe('null on one node: torchrun picks a free port'),
+  })
+  .refine((d) => d.node_rank < d.nnodes, { message: 'node_rank must be below nnodes', path: ['node_rank'] })
+  .refine((d) => d.nnodes === 1 || (d.master_addr !== null && d.master_port !== null), {
+    message: 'several nodes need master_addr and master_port (node 0, as every node reaches it)',
+    path: ['master_addr'],
+  })
+
 export const workerSchema = z.strictObject({
   transport: z.enum(['pythonia', 'stdio', 'tcp']).default('pythonia'),
   address: z.string().regex(/^tcp:\/\/[^:]+:\d+$/, 'expected tcp://host:port').nullable().default(null),
   token_file: z.string().nullable().default(null),
   python: z.string().nullable().default(null),
+  // Optional (no default) so that worker entries elsewhere (sweep.workers) need not spell them out.
+  runs_dir: z.string().optional().describe("runs_dir on the worker's machine (a remote worker); unset: the same path as here"),
+  distributed: distributedSchema.optional(),
+})
+
+/**
+ * `nfhm sweep`: which K to try and how. The list of K (or of K/N ratios) is
+ * usually given on the command line; `workers` lists extra workers (same
+ * fields as `worker`, plus environment variables for a local one, e.g.
+ * CUDA_VISIBLE_DEVICES) so that (K, seed) runs go to whichever is free.
+ */
+export const sweepSchema = z.strictObject({
+  k: z.array(positiveInt).nonempty().nullable().default(null),
+  ratio: z.array(z.number().positive()).nonempty().nullable().default(null),
+  seeds: positiveInt.default(1).describe('k-means (and training) seeds per K: cluster.seed + s, train.seed + s'),
+  train: z.boolean().default(false).describe('train and evaluate a model per (K, seed); else judge K by clustering agreement only'),
+  metric: z.string().nullable().default(null).describe('what picks the best K; null = map@r when training, ami otherwise'),
+  workers: z.array(workerSchema.extend({ env: z.record(z.string(), z.string()).default({}) })).default([]),
 })
 
 export const configSchema = z
@@ -141,10 +174,15 @@ export const configSchema = z
     train: trainSchema.default(trainSchema.parse({})),
     eval: evalSchema.default(evalSchema.parse({})),
     worker: workerSchema.default(workerSchema.parse({})),
+    sweep: sweepSchema.default(sweepSchema.parse({})),
   })
   .refine((c) => c.worker.transport !== 'tcp' || c.worker.address !== null, {
     message: 'worker.address is required for the tcp transport',
     path: ['worker', 'address'],
+  })
+  .refine((c) => c.worker.transport !== 'tcp' || c.worker.distributed === undefined, {
+    message: 'a tcp worker runs its own processes: start it under torchrun on its machine (docs/scale-out.md)',
+    path: ['worker', 'distributed'],
   })
 
 export type Config = z.infer<typeof configSchema>

@@ -26,10 +26,12 @@ export interface NeighborLists {
   readonly queryLabels: Int32Array
   readonly galleryLabels: Int32Array
   /**
-   * Queries are the gallery (UNICOM protocol): query i is gallery item i, its
-   * own entry is excluded from its list, and R = class size - 1.
+   * Queries are the gallery (UNICOM protocol): query i is gallery item
+   * firstQuery + i, its own entry is excluded from its list, and R = class size - 1.
    */
   readonly sameSet: boolean
+  /** With sameSet, the lists of one batch of the queries, the first of which is gallery item firstQuery; unset: all of them. */
+  readonly firstQuery?: number
 }
 
 /** Neighbour lists checked and annotated with what every metric needs. */
@@ -79,14 +81,16 @@ function relevantCounts(
   galleryLabels: Int32Array,
   queryLabels: Int32Array,
   sameSet: boolean,
+  firstQuery?: number,
 ): { r: Int32Array; queryClass: Int32Array; galleryClass: Int32Array; classCount: number } {
-  if (sameSet && queryLabels.length !== galleryLabels.length) {
+  const first = firstQuery ?? 0
+  if (sameSet && (firstQuery === undefined ? queryLabels.length !== galleryLabels.length : first + queryLabels.length > galleryLabels.length)) {
     throw new Error(
-      `sameSet needs the query set to be the gallery, but there are ${queryLabels.length} queries and ${galleryLabels.length} gallery items`,
+      `sameSet needs the query set to be the gallery, but there are ${queryLabels.length} queries from gallery item ${first} and ${galleryLabels.length} gallery items`,
     )
   }
-  if (sameSet && queryLabels.some((label, i) => label !== galleryLabels[i])) {
-    throw new Error('sameSet needs query i to be gallery item i, but their labels differ')
+  if (sameSet && queryLabels.some((label, i) => label !== galleryLabels[first + i])) {
+    throw new Error(`sameSet needs query i to be gallery item ${first ? `${first} + ` : ''}i, but their labels differ`)
   }
   const gallery = indexLabels(galleryLabels)
   const r = new Int32Array(queryLabels.length)
@@ -123,7 +127,8 @@ export function neighborsNeeded(
 
 /** Validates the lists and finds each query's R; every metric starts here. */
 export function prepareRetrieval(lists: NeighborLists): RetrievalQueries {
-  const { neighbors, similarities, queryLabels, galleryLabels, sameSet } = lists
+  const { neighbors, similarities, queryLabels, galleryLabels, sameSet, firstQuery } = lists
+  const first = firstQuery ?? 0
   const nQuery = queryLabels.length
   if (nQuery === 0) throw new Error('no queries')
   if (neighbors.length % nQuery !== 0) {
@@ -140,10 +145,10 @@ export function prepareRetrieval(lists: NeighborLists): RetrievalQueries {
       if (g < 0 || g >= nGallery) {
         throw new Error(`query ${q}: neighbour index ${g} is outside the gallery (0..${nGallery - 1})`)
       }
-      if (sameSet && g === q) throw new Error(`query ${q} lists itself; exclude it from its neighbours`)
+      if (sameSet && g === first + q) throw new Error(`query ${q} lists itself; exclude it from its neighbours`)
     }
   }
-  const { r, queryClass, galleryClass, classCount } = relevantCounts(galleryLabels, queryLabels, sameSet)
+  const { r, queryClass, galleryClass, classCount } = relevantCounts(galleryLabels, queryLabels, sameSet, firstQuery)
   let evaluatedCount = 0
   for (let q = 0; q < nQuery; q++) if (r[q]! > 0) evaluatedCount++
   const evaluated = new Int32Array(evaluatedCount)
@@ -308,5 +313,37 @@ export function retrievalMetrics(lists: NeighborLists, options: RetrievalOptions
     knnAccuracy: new Map(
       (options.knnKs ?? DEFAULT_KNN_KS).map((kk) => [kk, perQuery(knnAccuracy(queries, kk, temperature))]),
     ),
+  }
+}
+
+/**
+ * The metrics of consecutive batches of the queries as one result: part i
+ * scored the queries from firsts[i] on (e.g. one record batch of a neighbour
+ * table each), so that no batch's lists need copying into one array.
+ */
+export function concatRetrievalMetrics(parts: readonly RetrievalMetrics[], firsts: readonly number[]): RetrievalMetrics {
+  if (parts.length === 1 && firsts[0] === 0) return parts[0]!
+  const join = (pick: (m: RetrievalMetrics) => PerQueryMetric): PerQueryMetric => {
+    const values = new Float64Array(parts.reduce((n, m) => n + pick(m).values.length, 0))
+    let at = 0
+    for (const m of parts) {
+      values.set(pick(m).values, at)
+      at += pick(m).values.length
+    }
+    return perQuery(values)
+  }
+  const evaluated = new Int32Array(parts.reduce((n, m) => n + m.evaluatedQueries.length, 0))
+  let at = 0
+  parts.forEach((m, i) => {
+    for (const q of m.evaluatedQueries) evaluated[at++] = q + firsts[i]!
+  })
+  const first = parts[0]!
+  return {
+    evaluatedQueries: evaluated,
+    excludedQueries: parts.reduce((n, m) => n + m.excludedQueries, 0),
+    recallAtK: new Map([...first.recallAtK.keys()].map((K) => [K, join((m) => m.recallAtK.get(K)!)])),
+    mapAtR: join((m) => m.mapAtR),
+    rPrecision: join((m) => m.rPrecision),
+    knnAccuracy: new Map([...first.knnAccuracy.keys()].map((K) => [K, join((m) => m.knnAccuracy.get(K)!)])),
   }
 }

@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.js'
 import type { Context } from './context.js'
 import type { EmbeddingSet } from './embed.js'
 import { keyOf, writeJsonAtomic } from './files.js'
-import { readArrowFile } from './arrow.js'
+import { readWorkerTable, workerFilesExist, workerPath } from './workerfiles.js'
 
 export interface ClusterSummary {
   key: string
@@ -51,11 +51,12 @@ export async function clusterEmbeddings(
   const settings = { ...cfg, k, ratio: undefined }
   const key = keyOf({ embeddings: embeddings.key, settings })
   const summaryPath = join(dir, 'cluster.json')
-  const labelsPath = join(dir, 'pseudo_labels.arrow')
-  if (existsSync(summaryPath) && existsSync(labelsPath)) {
+  // The worker writes pseudo_labels.arrow and the centroids in its own copy of `dir`.
+  const labelsPath = workerPath(ctx, join(dir, 'pseudo_labels.arrow'))
+  if (existsSync(summaryPath) && (await workerFilesExist(ctx, [labelsPath]))[0]) {
     const summary = JSON.parse(readFileSync(summaryPath, 'utf8')) as ClusterSummary
     if (summary.key === key) {
-      const table = readArrowFile(labelsPath)
+      const table = await readWorkerTable(ctx, labelsPath)
       ctx.say(`cluster: K=${k} (cached: ${dir})`)
       return { summary, dir, ids: table.getChild('id')!.toArray() as Int32Array, clusters: table.getChild('cluster')!.toArray() as Int32Array }
     }
@@ -72,7 +73,7 @@ export async function clusterEmbeddings(
     max_points_per_centroid: cfg.max_points_per_centroid,
     min_points_per_centroid: cfg.min_points_per_centroid,
     gpu: cfg.gpu,
-    out_dir: dir,
+    out_dir: workerPath(ctx, dir),
   })
   const assignments = tables.assignments!
   const ids = assignments.getChild('id')!.toArray() as Int32Array

@@ -1,4 +1,5 @@
 // The image list: the user's table or folder tree, with ids, class ids and a split.
+import type { BadImage } from '../bridge/methods.js'
 import { tableOf, writeArrowFile } from './arrow.js'
 import { splitImages, TEST } from './split.js'
 import { saveManifest, type Context } from './context.js'
@@ -26,7 +27,12 @@ export function subset(images: ImageList, which: number): Subset {
   return { ids, paths: Array.from(ids, (i) => images.paths[i]!), classIds: ids.map((i) => images.classIds[i]!) }
 }
 
-export async function prepareImages(ctx: Context): Promise<ImageList> {
+/**
+ * Scans the table or folder and splits it; `check` may refuse the list (a K
+ * too large, say) before anything is written. Then images.arrow and the
+ * manifest are written: the run is committed.
+ */
+export async function prepareImages(ctx: Context, check: (images: ImageList) => void = () => {}): Promise<ImageList> {
   const d = ctx.config.data
   const splitColumn = d.split.by === 'column' ? d.split.column : null
   const { result, tables } = await ctx.worker.call('data.scan', {
@@ -46,6 +52,7 @@ export async function prepareImages(ctx: Context): Promise<ImageList> {
   const splitValues = (table.getChild('split')?.toArray() as Array<string | null> | undefined) ?? paths.map(() => null)
   const split = splitImages(d.split, classIds, splitValues)
   const images: ImageList = { paths: Array.from(paths), labels: Array.from(labels), classIds, classNames, split, sha256: result.sha256 }
+  check(images)
 
   writeArrowFile(
     ctx.run.path('images.arrow'),
@@ -62,4 +69,14 @@ export async function prepareImages(ctx: Context): Promise<ImageList> {
   saveManifest(ctx)
   ctx.say(`images: ${paths.length.toLocaleString('en-US')} from ${result.source} (${classNames.length} classes; ${paths.length - nTest} train, ${nTest} test)`)
   return images
+}
+
+/** The images of `images` that cannot be decoded (read now, without a model). */
+export async function findBadImages(ctx: Context, images: Subset): Promise<BadImage[]> {
+  const { result } = await ctx.worker.call(
+    'data.check',
+    { loader_workers: ctx.config.embed.loader_workers },
+    { tables: { images: tableOf({ id: images.ids, path: images.paths }) } },
+  )
+  return result.bad
 }

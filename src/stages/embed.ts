@@ -11,10 +11,12 @@ import { tableOf } from './arrow.js'
 import { resolvePrecision, saveManifest, type Context } from './context.js'
 import type { Subset } from './data.js'
 import { keyOf, writeJsonAtomic } from './files.js'
+import { workerFilesExist, workerPath } from './workerfiles.js'
 
 export interface EmbeddingSet {
   key: string
   dir: string
+  /** Paths on the worker's machine. */
   shards: string[]
   rows: number
   dim: number
@@ -34,6 +36,16 @@ export class BadImagesError extends Error {
     const lines = bad.map((b) => `  ${b.path}: ${b.reason}`)
     super(`${bad.length} image(s) cannot be read; fix or remove them, or rerun with --skip-bad:\n${lines.join('\n')}`)
   }
+}
+
+/** Refuses unreadable images, listing every one, unless embed.skip_bad: then they are recorded in the manifest (and the report). */
+export function acceptBadImages(ctx: Context, bad: BadImage[]): void {
+  if (bad.length === 0) return
+  if (!ctx.config.embed.skip_bad) throw new BadImagesError(bad)
+  ctx.warn(`skipped ${bad.length} unreadable image(s) (listed in manifest.json)`)
+  const known = new Set(ctx.manifest.skipped_images.map((b) => b.path))
+  ctx.manifest.skipped_images.push(...bad.filter((b) => !known.has(b.path)))
+  saveManifest(ctx)
 }
 
 function readJson<T>(path: string): T | undefined {
@@ -56,7 +68,10 @@ export async function embedImages(ctx: Context, model: ModelSpec, images: Subset
   })
   const dir = join(ctx.cacheDir, 'embeddings', key)
   const nShards = Math.max(1, Math.ceil(images.ids.length / cfg.shard_size))
-  const shards = Array.from({ length: nShards }, (_, i) => join(dir, `shard-${String(i).padStart(5, '0')}.arrow`))
+  const names = Array.from({ length: nShards }, (_, i) => `shard-${String(i).padStart(5, '0')}`)
+  // The shards live where the worker is; their records stay here.
+  const shards = names.map((name) => workerPath(ctx, join(dir, `${name}.arrow`)))
+  const present = await workerFilesExist(ctx, shards)
   const records: ShardRecord[] = []
   const progress = new Progress(`embed ${label}`, images.ids.length, 'images')
   let done = 0
@@ -64,10 +79,10 @@ export async function embedImages(ctx: Context, model: ModelSpec, images: Subset
   for (let i = 0; i < nShards; i++) {
     const start = i * cfg.shard_size
     const end = Math.min(images.ids.length, start + cfg.shard_size)
-    const recordPath = shards[i]!.replace(/\.arrow$/, '.json')
+    const recordPath = join(dir, `${names[i]}.json`)
     let record = readJson<ShardRecord>(recordPath)
     // A shard with unreadable images is embedded again unless they are to be skipped.
-    if (record && (record.bad.length === 0 || cfg.skip_bad) && existsSync(shards[i]!)) {
+    if (record && (record.bad.length === 0 || cfg.skip_bad) && present[i]) {
       resumed += end - start
     } else {
       const { result } = await ctx.worker.call(
@@ -84,14 +99,9 @@ export async function embedImages(ctx: Context, model: ModelSpec, images: Subset
   }
   const bad = records.flatMap((r) => r.bad)
   const set: EmbeddingSet = { key, dir, shards, rows: records.reduce((a, r) => a + r.rows, 0), dim: records[0]!.dim, bad }
-  progress.finish(resumed === images.ids.length ? `(cached: ${dir})` : `-> ${dir}`)
-  if (bad.length > 0 && !cfg.skip_bad) throw new BadImagesError(bad)
-  if (bad.length > 0) {
-    ctx.warn(`skipped ${bad.length} unreadable image(s) (listed in manifest.json)`)
-    const known = new Set(ctx.manifest.skipped_images.map((b) => b.path))
-    ctx.manifest.skipped_images.push(...bad.filter((b) => !known.has(b.path)))
-    saveManifest(ctx)
-  }
+  const before = resumed > 0 ? ` (${resumed.toLocaleString('en-US')} embedded before)` : ''
+  progress.finish(resumed === images.ids.length ? `(cached: ${dir})` : `-> ${dir}${before}`)
+  acceptBadImages(ctx, bad)
   writeJsonAtomic(join(dir, 'embeddings.json'), { key, model, described, precision, rows: set.rows, dim: set.dim, shards: nShards, bad })
   return set
 }

@@ -2,10 +2,17 @@
 // exact nearest neighbours, and the metrics are computed here from the
 // neighbour lists and the true labels, each with a bootstrap 95% interval.
 import { join } from 'node:path'
+import type { Vector } from 'apache-arrow'
 import type { ModelSpec } from '../bridge/methods.js'
 import { bootstrapCIs, bootstrapStatistic, type ConfidenceInterval } from '../eval/bootstrap.js'
 import { clusterAgreement, normalizedMutualInfo, contingencyTable } from '../eval/clustering.js'
-import { neighborsNeeded, retrievalMetrics } from '../eval/retrieval.js'
+import {
+  concatRetrievalMetrics,
+  neighborsNeeded,
+  retrievalMetrics,
+  type RetrievalMetrics,
+  type RetrievalOptions,
+} from '../eval/retrieval.js'
 import type { Context } from './context.js'
 import type { Subset } from './data.js'
 import { embedImages } from './embed.js'
@@ -40,6 +47,74 @@ function interval(ci: ConfidenceInterval): Interval {
   return { estimate: ci.estimate, lower: ci.lower, upper: ci.upper }
 }
 
+/** One side of a search: embedding shards, the image ids in shard order, and their class ids. */
+export interface SearchSet {
+  shards: string[]
+  ids: Int32Array
+  labels: Int32Array
+}
+
+/** The first `length` values of a record batch's column (of a FixedSizeList column: `length` lists of `size`), as a view. */
+function columnValues<T extends Int32Array | Float32Array>(column: Vector, size = 1): T {
+  const data = column.data[0]!
+  const values = size === 1 ? data : data.children[0]!
+  const start = size === 1 ? data.offset : values.offset + data.offset * size
+  return (values.values as T).subarray(start, start + data.length * size) as T
+}
+
+/**
+ * Exact k-NN in the worker (against `gallery`, or among the queries when it is
+ * null) and the retrieval metrics of the neighbour lists, computed here one
+ * record batch at a time. Each batch's columns are views on the received
+ * message, and its neighbour ids become gallery rows in place (the table is
+ * this call's alone), through an array indexed by image id rather than a Map:
+ * the TS side holds no copy of the lists, however many queries there are.
+ */
+export async function searchMetrics(
+  ctx: Context,
+  queries: SearchSet,
+  gallery: SearchSet | null,
+  options: Required<RetrievalOptions>,
+): Promise<RetrievalMetrics> {
+  const sameSet = gallery === null
+  const items = gallery ?? queries
+  const k = neighborsNeeded(items.labels, queries.labels, sameSet, [...options.recallKs, ...options.knnKs])
+  const { tables } = await ctx.worker.call('search.knn', {
+    query_shards: queries.shards,
+    gallery_shards: gallery?.shards ?? null,
+    k,
+    exclude_self: sameSet,
+  })
+  const rowOf = new Int32Array(items.ids.reduce((max, id) => Math.max(max, id), 0) + 1).fill(-1)
+  items.ids.forEach((id, row) => (rowOf[id] = row))
+  const parts: RetrievalMetrics[] = []
+  const firsts: number[] = []
+  let first = 0
+  for (const batch of tables.neighbors!.batches) {
+    const n = batch.numRows
+    const queryIds = columnValues<Int32Array>(batch.getChild('query_id')!)
+    if (!queryIds.every((id, i) => id === queries.ids[first + i])) throw outOfOrder(queries)
+    const neighbors = columnValues<Int32Array>(batch.getChild('ids')!, k)
+    for (let i = 0; i < neighbors.length; i++) neighbors[i] = rowOf[neighbors[i]!]!
+    const lists = {
+      neighbors,
+      similarities: columnValues<Float32Array>(batch.getChild('similarities')!, k),
+      queryLabels: queries.labels.subarray(first, first + n),
+      galleryLabels: items.labels,
+      sameSet,
+      firstQuery: sameSet ? first : undefined,
+    }
+    parts.push(retrievalMetrics(lists, options))
+    firsts.push(first)
+    first += n
+  }
+  if (first !== queries.ids.length) throw outOfOrder(queries)
+  return concatRetrievalMetrics(parts, firsts)
+}
+
+const outOfOrder = (queries: SearchSet) =>
+  new Error(`the worker's neighbour lists do not follow the ${queries.ids.length} queries of ${queries.shards[0]} (and the shards after it) in order`)
+
 export async function evaluateModel(ctx: Context, model: ModelUnderTest, test: Subset, opts: EvalOptions = {}): Promise<ModelEval> {
   const cfg = ctx.config.eval
   const embeddings = await embedImages(ctx, model.spec, test, `test (${model.name})`)
@@ -49,20 +124,11 @@ export async function evaluateModel(ctx: Context, model: ModelUnderTest, test: S
   const bad = new Set(embeddings.bad.map((b) => b.id))
   const order = test.ids.filter((id) => !bad.has(id))
   const labels = Int32Array.from(order, labelOf)
-  const k = neighborsNeeded(labels, labels, true, [...cfg.recall_at, ...cfg.knn_k])
-  const { tables } = await ctx.worker.call('search.knn', { query_shards: embeddings.shards, gallery_shards: null, k, exclude_self: true })
-  const table = tables.neighbors!
-  if (!(table.getChild('query_id')!.toArray() as Int32Array).every((id, i) => id === order[i])) {
-    throw new Error(`neighbour lists of ${embeddings.dir} are not in embedding order`)
-  }
-  const rowOf = new Map(Array.from(order, (id, i) => [id, i]))
-  const neighborIds = table.getChild('ids')!.data[0]!.children[0]!.values as Int32Array
-  const neighbors = Int32Array.from(neighborIds, (id) => rowOf.get(id)!)
-  const similarities = table.getChild('similarities')!.data[0]!.children[0]!.values as Float32Array
-  const metrics = retrievalMetrics(
-    { neighbors, similarities, queryLabels: labels, galleryLabels: labels, sameSet: true },
-    { recallKs: cfg.recall_at, knnKs: cfg.knn_k, knnTemperature: cfg.knn_temperature },
-  )
+  const metrics = await searchMetrics(ctx, { shards: embeddings.shards, ids: order, labels }, null, {
+    recallKs: cfg.recall_at,
+    knnKs: cfg.knn_k,
+    knnTemperature: cfg.knn_temperature,
+  })
   const perQuery: Record<string, Float64Array> = {}
   for (const [K, m] of metrics.recallAtK) perQuery[`recall@${K}`] = m.values
   perQuery['map@r'] = metrics.mapAtR.values

@@ -33,7 +33,9 @@ export class LossHealth {
   /** Feeds one chunk of steps; throws at a non-finite loss. */
   observe(firstStep: number, losses: number[], gradNorms: number[], gradScale: number | null, nonfiniteStep: number | null): void {
     if (nonfiniteStep !== null) {
-      throw new TrainingDivergedError(`the loss became non-finite at step ${nonfiniteStep}; training stopped`)
+      throw new TrainingDivergedError(
+        `the loss became non-finite at step ${nonfiniteStep}; training stopped (lower train.lr, or use precision fp32 or bf16, and rerun)`,
+      )
     }
     const window = 50
     losses.forEach((loss, i) => {

@@ -1,7 +1,7 @@
 // A run directory: everything one run made, its manifest and its lock.
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync, type Stats } from 'node:fs'
 import { hostname } from 'node:os'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { writeJsonAtomic } from './files.js'
 
 export class RunLockedError extends Error {
@@ -44,6 +44,11 @@ export interface Manifest {
 export class RunDir {
   readonly root: string
   private releaseLock: (() => void) | undefined
+  /** The outermost folder lock() had to create, if any. */
+  private created: string | undefined
+  /** Files written before the run is committed, as they were then (undefined: absent). */
+  private readonly provisional = new Map<string, Stats | undefined>()
+  private wroteManifest = false
 
   constructor(root: string) {
     this.root = resolve(root)
@@ -55,7 +60,7 @@ export class RunDir {
 
   /** Refuses a second live run in the same directory; a dead run's lock is taken over. */
   lock(): void {
-    mkdirSync(this.root, { recursive: true })
+    this.created = mkdirSync(this.root, { recursive: true })
     const file = this.path('run.lock')
     const mine: LockInfo = { pid: process.pid, host: hostname(), started: new Date().toISOString() }
     for (let attempt = 0; attempt < 2; attempt++) {
@@ -102,6 +107,51 @@ export class RunDir {
     this.releaseLock = undefined
   }
 
+  /** Deletes the temporary files (`*.tmp-<pid>`) that writers killed mid-write left here. */
+  removeStaleTemporaryFiles(): string[] {
+    const stale = readdirSync(this.root, { recursive: true, encoding: 'utf8' }).filter((name) => {
+      const pid = /\.tmp-(\d+)$/.exec(name)?.[1]
+      return pid !== undefined && !alive(Number(pid))
+    })
+    for (const name of stale) rmSync(this.path(name), { force: true })
+    return stale
+  }
+
+  /**
+   * The run is committed once this process writes its manifest (after the
+   * inputs were checked). Until then `file` (the worker's log) may be written
+   * but is put back as it was by discard().
+   */
+  provisionalFile(file: string): void {
+    this.provisional.set(file, existsSync(file) ? statSync(file) : undefined)
+  }
+
+  get committed(): boolean {
+    return this.wroteManifest
+  }
+
+  /** Undoes an uncommitted run: its provisional files as they were, and the folders lock() made, if empty. */
+  discard(): void {
+    if (this.committed) throw new Error(`${this.root} holds a committed run; it cannot be discarded`)
+    for (const [file, was] of this.provisional) {
+      if (was === undefined) {
+        rmSync(file, { force: true })
+      } else if (existsSync(file)) {
+        truncateSync(file, was.size)
+        utimesSync(file, was.atimeMs / 1000, was.mtimeMs / 1000)
+      }
+    }
+    if (!this.created) return
+    for (let dir = this.root; ; dir = dirname(dir)) {
+      try {
+        rmdirSync(dir)
+      } catch {
+        return // not empty: something else lives there
+      }
+      if (dir === this.created) return
+    }
+  }
+
   readManifest(): Manifest | undefined {
     const file = this.path('manifest.json')
     return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Manifest) : undefined
@@ -109,5 +159,6 @@ export class RunDir {
 
   writeManifest(manifest: Manifest): void {
     writeJsonAtomic(this.path('manifest.json'), { ...manifest, updated: new Date().toISOString() })
+    this.wroteManifest = true
   }
 }

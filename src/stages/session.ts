@@ -1,5 +1,9 @@
 // Opening a run: lock the run directory, start (or connect to) the worker,
 // and keep the manifest (config, versions, seeds, inputs, timings) current.
+// The manifest is first written once the inputs have been checked (the
+// commit, in prepareImages): a session that fails before then - a bad table,
+// a K too large - is undone by closeSession and leaves the run directory as
+// it was.
 import { readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import type { Config } from '../config/schema.js'
@@ -26,6 +30,8 @@ export function workerSpec(config: Config): WorkerSpec {
     if (!token) throw new Error('worker.token_file (or NFHM_TOKEN) is needed for a tcp worker')
     return { transport: 'tcp', host: host!, port: Number(port), token }
   }
+  // Under torchrun rank 0 speaks over stdio, whichever local transport is configured.
+  if (w.distributed) return { transport: 'stdio', python: w.python ?? undefined, torchrun: w.distributed }
   return { transport: w.transport, python: w.python ?? undefined }
 }
 
@@ -37,14 +43,21 @@ export async function openSession(config: Config, opts: SessionOptions = {}): Pr
   run.lock()
   const say = (message: string) => process.stderr.write(`${message}\n`)
   const warn = (message: string) => process.stderr.write(`warning: ${message}\n`)
+  const stale = run.removeStaleTemporaryFiles()
+  if (stale.length > 0) say(`removed ${stale.length} partial file(s) an interrupted run left: ${stale.join(', ')}`)
+  const log = run.path('worker.log')
+  run.provisionalFile(log)
   let worker
+  let hello
   try {
-    worker = await openWorker(workerSpec(config), workerMethods, { logFile: run.path('worker.log') })
+    worker = await openWorker(workerSpec(config), workerMethods, { logFile: log })
+    hello = (await worker.call('hello', {})).result
   } catch (e) {
+    worker?.kill()
     run.unlock()
+    run.discard()
     throw e
   }
-  const { result: hello } = await worker.call('hello', {})
   const now = new Date().toISOString()
   const manifest: Manifest = {
     nfhm: nfhmVersion,
@@ -53,12 +66,11 @@ export async function openSession(config: Config, opts: SessionOptions = {}): Pr
     config,
     versions: { ...hello.versions, node: process.versions.node },
     device: hello.device,
-    worker: { transport: worker.kind, pid: hello.pid },
+    worker: { transport: worker.kind, pid: hello.pid, world_size: hello.world_size },
     stages: existing?.stages ?? {},
     skipped_images: existing?.skipped_images ?? [],
   }
   if (existing) say(`continuing the run in ${root}`)
-  run.writeManifest(manifest)
   return {
     config,
     run,
@@ -76,5 +88,6 @@ export async function closeSession(ctx: Context): Promise<void> {
     await ctx.worker.close()
   } finally {
     ctx.run.unlock()
+    if (!ctx.run.committed) ctx.run.discard()
   }
 }

@@ -3,7 +3,7 @@
 // sent with each chunk of steps; every step's loss and lr go to metrics.jsonl;
 // checkpoints are atomic, every N steps and at each epoch end, and a rerun
 // continues from the last one exactly.
-import { existsSync, readFileSync, appendFileSync, rmSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import type { ModelSpec } from '../bridge/methods.js'
 import { oneCycle } from '../schedule/onecycle.js'
@@ -11,8 +11,9 @@ import { Progress } from '../report/progress.js'
 import { tableOf } from './arrow.js'
 import type { Clustering } from './cluster.js'
 import { resolvePrecision, saveManifest, type Context } from './context.js'
-import { keyOf, writeFileAtomic, writeJsonAtomic } from './files.js'
+import { appendToFile, keyOf, writeFileAtomic, writeJsonAtomic } from './files.js'
 import { LossHealth, TrainingDivergedError } from './health.js'
+import { workerFilesExist, workerPath } from './workerfiles.js'
 
 export interface StepRecord {
   round: number
@@ -35,6 +36,7 @@ export interface TrainSummary {
   images_per_s: number
   epoch_loss: number[]
   warnings: string[]
+  /** trained_model.pt and final_centroids.npy, on the worker's machine. */
   model: string
   centroids: string
 }
@@ -89,18 +91,19 @@ export async function trainRound(ctx: Context, opts: TrainOptions): Promise<Trai
   const summaryPath = join(dir, 'train.json')
   if (existsSync(summaryPath)) {
     const summary = JSON.parse(readFileSync(summaryPath, 'utf8')) as TrainSummary
-    if (summary.key === key && existsSync(summary.model)) {
+    if (summary.key === key && (await workerFilesExist(ctx, [summary.model]))[0]) {
       ctx.say(`train round ${round}: done (cached: ${dir})`)
       return summary
     }
   }
   rmSync(summaryPath, { force: true })
-  const checkpointPath = join(dir, 'checkpoint.pt')
+  // Checkpoints and the trained model are written where the worker is; the records stay here.
+  const checkpointPath = workerPath(ctx, join(dir, 'checkpoint.pt'))
   const checkpointRecordPath = join(dir, 'checkpoint.json')
   const record = existsSync(checkpointRecordPath)
     ? (JSON.parse(readFileSync(checkpointRecordPath, 'utf8')) as CheckpointRecord)
     : undefined
-  const resume = !opts.restart && record?.key === key && existsSync(checkpointPath) ? checkpointPath : null
+  const resume = !opts.restart && record?.key === key && (await workerFilesExist(ctx, [checkpointPath]))[0] ? checkpointPath : null
 
   const { result: session } = await ctx.worker.call(
     'train.start',
@@ -168,13 +171,15 @@ export async function trainRound(ctx: Context, opts: TrainOptions): Promise<Trai
         grad_scale: result.grad_scale,
       } satisfies StepRecord)
     })
-    if (lines.length > 0) appendFileSync(metricsPath, lines.join('\n') + '\n')
+    if (lines.length > 0) appendToFile(metricsPath, lines.join('\n') + '\n')
     try {
       health.observe(step, result.loss, result.grad_norm, result.grad_scale, result.nonfinite_step)
     } catch (e) {
       if (e instanceof TrainingDivergedError) {
-        const last = existsSync(checkpointRecordPath) ? `; the last good checkpoint is ${checkpointPath}` : ''
-        throw new TrainingDivergedError(`train round ${round}: ${e.message}${last}`)
+        // Checkpoints are written only after good steps, so the last one is intact.
+        const saved = existsSync(checkpointRecordPath) ? (JSON.parse(readFileSync(checkpointRecordPath, 'utf8')) as CheckpointRecord) : undefined
+        const last = saved?.key === key ? `the last good checkpoint is ${checkpointPath} (step ${saved.step})` : 'no checkpoint had been written yet'
+        throw new TrainingDivergedError(`train round ${round}: ${e.message}; ${last}`)
       }
       throw e
     }
@@ -185,8 +190,8 @@ export async function trainRound(ctx: Context, opts: TrainOptions): Promise<Trai
     progress.update(step, { loss: lastLoss.toFixed(4), lr: lr.at(-1)![0].toExponential(2) }, session.start_step)
     if (step === epochEnd || step === nextCheckpoint || step === total) await checkpoint()
   }
-  const modelPath = join(dir, 'trained_model.pt')
-  const centroidsPath = join(dir, 'final_centroids.npy')
+  const modelPath = workerPath(ctx, join(dir, 'trained_model.pt'))
+  const centroidsPath = workerPath(ctx, join(dir, 'final_centroids.npy'))
   await ctx.worker.call('train.export', { model_path: modelPath, centroids_path: centroidsPath })
   const records = readMetrics(metricsPath).filter((r) => r.round === round)
   const summary: TrainSummary = {

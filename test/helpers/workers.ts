@@ -1,6 +1,6 @@
 // Starting real workers for tests: the conformance extension, and a TCP
 // server process the test owns.
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
@@ -45,12 +45,12 @@ export interface TcpServer {
   stop(): Promise<void>
 }
 
-/** `python -m nfhm.serve --listen 127.0.0.1:0` with a fresh token file. */
-export async function startTcpServer(env: Record<string, string> = conformanceEnv): Promise<TcpServer> {
+/** `python -m nfhm.serve --listen 127.0.0.1:<port>` (0: a free one) with a token file holding `token` (default: a fresh one), and `args`. */
+export async function startTcpServer(env: Record<string, string> = conformanceEnv, listen = 0, token?: string, args: string[] = []): Promise<TcpServer> {
   const dir = mkdtempSync(join(tmpdir(), 'nfhm-server-'))
-  const token = `token-${Math.random().toString(36).slice(2)}`
+  token ??= `token-${Math.random().toString(36).slice(2)}`
   writeFileSync(join(dir, 'token'), token)
-  const proc = execa(pythonInterpreter(), ['-m', 'nfhm.serve', '--listen', '127.0.0.1:0', '--token-file', join(dir, 'token')], {
+  const proc = execa(pythonInterpreter(), ['-m', 'nfhm.serve', '--listen', `127.0.0.1:${listen}`, '--token-file', join(dir, 'token'), ...args], {
     env: workerEnv(env),
     extendEnv: false,
     stdout: 'pipe',
@@ -94,12 +94,19 @@ export async function openConformanceWorker<M extends MethodTable = typeof confo
   return openWorker(spec, methods)
 }
 
+/** True while the process runs; a zombie (dead, not yet reaped by its new parent) counts as gone. */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
-    return true
   } catch {
     return false
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ..."; comm may contain spaces and parentheses.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return true // no /proc (not Linux): kill(0) is all we have
   }
 }
 

@@ -283,3 +283,16 @@ def test_a_folder_path_is_a_bad_image(tmp_path):
     os.mkdir(tmp_path / "dir.jpg")
     _, item = ImageDataset([str(tmp_path / "dir.jpg")], EvalTransform(28))[0]
     assert isinstance(item, BadImage) and "folder" in item.reason
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_data_check_lists_exactly_the_unreadable_files_by_id(image_files, workers):
+    names = list(image_files)
+    ids = [100 + 3 * i for i in range(len(names))]  # ids are the run's, not positions
+    images = pa.table({"id": pa.array(ids, pa.int32()), "path": [image_files[n] for n in names]})
+    result, _ = call("data.check", {"loader_workers": workers}, {"images": images})
+    assert result["checked"] == len(names)
+    expected = [(ids[i], image_files[n]) for i, n in enumerate(names) if n in BAD_REASONS]
+    assert [(b["id"], b["path"]) for b in result["bad"]] == expected
+    for b in result["bad"]:
+        assert BAD_REASONS[os.path.basename(b["path"])] in b["reason"]

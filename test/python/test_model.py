@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 import subprocess
 import sys
@@ -270,3 +271,24 @@ def test_core_imports_no_torchvision() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_biases_the_next_batchnorm_cancels_get_an_exact_zero_gradient() -> None:
+    torch.manual_seed(0)
+    model = create_model("ViT-T/4@28px").train()
+    images = torch.randn(8, 3, 28, 28)
+    model(images).square().sum().backward()
+    cancelled = (model.norm.bias, model.feature[1].bias)
+    assert all(p.grad.abs().max() == 0 for p in cancelled)
+    # The math, independently: in float64 and without the hooks (a deep copy drops them) the
+    # gradient is rounding noise, while its neighbours' gradients are of order one.
+    reference = copy.deepcopy(model).double()
+    reference.zero_grad()
+    reference(images.double()).square().sum().backward()
+    assert reference.norm.bias.grad.abs().max() < 1e-9 and reference.feature[1].bias.grad.abs().max() < 1e-9
+    assert reference.norm.weight.grad.abs().max() > 1e-3 and reference.feature[1].weight.grad.abs().max() > 1e-3
+    # With BatchNorm in eval mode (running statistics) the shift is not removed: real gradients.
+    model.zero_grad()
+    model.eval()
+    model(images).square().sum().backward()
+    assert all(p.grad.abs().max() > 1e-3 for p in cancelled)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import torch.nn.functional as F
 
 from nfhm.losses import CombinedMarginLoss
 from nfhm.partial_fc import PartialFC_V2
+from ports import free_port
 
 EMBEDDING = 16
 LR = 0.5
@@ -79,12 +79,6 @@ def _distributed_worker(rank: int, world_size: int, port: int, out_dir: str) -> 
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,204 @@
+"""Several processes under torchrun, driven as one worker.
+
+    torchrun --nproc-per-node N -m nfhm.serve --stdio --distributed
+
+Rank 0 serves the RPC (stdio or TCP) exactly as a lone worker does; the other ranks follow it:
+
+* A *collective* method (``@method(name, collective=True)``: embedding, search, the training
+  session) is broadcast to every rank as (name, params, tables); each rank runs it on its part
+  of the work; then the ranks compare outcomes, and rank 0 answers with its own result, or with
+  the error of the first rank that failed ("rank r: ..." when that is not rank 0).
+* Every other method (reading tables, k-means, file queries) runs on rank 0 alone.
+
+Two process groups: the default one carries tensors (nccl on CUDA, gloo on CPU); a gloo
+*control* group carries requests, outcomes and Python objects. The control group's timeout is
+long because the followers wait on it between requests for as long as the orchestrator takes
+(a TCP server between clients: hours). A rank that fails while the others are inside a tensor
+collective leaves them waiting until that group's timeout; torchrun ends every rank when one
+process exits.
+
+Outside torchrun the world is one process (rank 0 of 1) and nothing here communicates.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+CONTROL_TIMEOUT = timedelta(days=7)
+Dispatch = Callable[[Any, str, dict[str, Any], dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    control: dist.ProcessGroup | None = None  # gloo, for requests and Python objects
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
+
+    def device(self) -> torch.device:
+        """This rank's compute device: its own GPU (by local rank) when there are GPUs."""
+        return torch.device("cuda", self.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+
+
+_world = World()
+
+
+def world() -> World:
+    return _world
+
+
+def init() -> World:
+    """Joins the process group that torchrun describes in the environment."""
+    global _world
+    missing = [name for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
+    if missing:
+        raise SystemExit(f"nfhm.serve --distributed runs under torchrun (missing {', '.join(missing)} in the environment)")
+    local_rank = int(os.environ["LOCAL_RANK"])
+    cuda = torch.cuda.is_available()
+    if cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise SystemExit(
+                f"local rank {local_rank} has no GPU of its own: this machine has {torch.cuda.device_count()}; "
+                "start at most that many processes per node"
+            )
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if cuda else "gloo")
+    control = dist.new_group(backend="gloo", timeout=CONTROL_TIMEOUT)
+    _world = World(dist.get_rank(), dist.get_world_size(), local_rank, control)
+    return _world
+
+
+# --- rank 0 leads, the others follow ------------------------------------------
+
+
+def _broadcast(request: Any) -> Any:
+    box = [request]
+    dist.broadcast_object_list(box, src=0, group=_world.control)
+    return box[0]
+
+
+def _settle(reply: dict[str, Any]) -> dict[str, Any]:
+    """Every rank's outcome to rank 0: its own reply, or the first failure among the ranks."""
+    outcomes: list[Any] = [None] * _world.size
+    dist.all_gather_object(outcomes, None if reply["ok"] else reply["error"], group=_world.control)
+    if reply["ok"] and any(outcomes):
+        rank, error = next((r, e) for r, e in enumerate(outcomes) if e)
+        return {"ok": False, "error": {**error, "message": f"rank {rank}: {error['message']}"}}
+    return reply
+
+
+def lead(dispatch: Dispatch, collective: Callable[[str], bool]) -> Dispatch:
+    """Rank 0's dispatch: collective methods go to every rank first."""
+
+    def run(worker: Any, name: str, params: dict[str, Any], tables: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        if _world.size == 1 or not collective(name):
+            return dispatch(worker, name, params, tables)
+        _broadcast((name, params, tables))
+        reply, out_tables = dispatch(worker, name, params, tables)
+        settled = _settle(reply)
+        return settled, out_tables if settled["ok"] else {}
+
+    return run
+
+
+def follow(worker: Any, dispatch: Dispatch) -> None:
+    """A follower's life: run what rank 0 broadcasts until it says stop."""
+    while (request := _broadcast(None)) is not None:
+        name, params, tables = request
+        reply, _ = dispatch(worker, name, params, tables)
+        _settle(reply)
+
+
+def release_followers() -> None:
+    """Rank 0, when it stops serving: the followers return from `follow`."""
+    if _world.size > 1:
+        _broadcast(None)
+
+
+# --- splitting work and gathering results -------------------------------------
+
+
+def part(n: int) -> slice:
+    """This rank's contiguous share of n items (the first n % W ranks take one more)."""
+    base, extra = divmod(n, _world.size)
+    start = base * _world.rank + min(_world.rank, extra)
+    return slice(start, start + base + int(_world.rank < extra))
+
+
+def gather_to_leader(obj: Any) -> list[Any] | None:
+    """Every rank's `obj` in rank order on rank 0; None on the others."""
+    if _world.size == 1:
+        return [obj]
+    out: list[Any] | None = [None] * _world.size if _world.leader else None
+    dist.gather_object(obj, out, dst=0, group=_world.control)
+    return out
+
+
+def gather_sizes(batch: int, device: torch.device, group: dist.ProcessGroup) -> list[int]:
+    """Every rank's row count, on every rank."""
+    local = torch.tensor([batch], device=device)
+    sizes = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(sizes, local, group=group)
+    return [int(s.item()) for s in sizes]
+
+
+def all_gather_rows(tensor: torch.Tensor, sizes: list[int], group: dist.ProcessGroup) -> torch.Tensor:
+    """Concatenate every rank's rows in rank order; ranks may hold different row counts."""
+    padded = tensor.new_zeros((max(sizes),) + tuple(tensor.shape[1:]))
+    padded[: tensor.shape[0]] = tensor
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded, group=group)
+    return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
+
+
+def gather_rows_to_leader(tensor: torch.Tensor) -> torch.Tensor | None:
+    """Every rank's rows (e.g. its class shard), concatenated in rank order on rank 0, on the
+    CPU and over the control group, so a large head never needs W copies of itself on a GPU."""
+    local = tensor.detach().cpu()
+    if _world.size == 1:
+        return local
+    sizes = gather_sizes(local.shape[0], local.device, _world.control)
+    padded = local.new_zeros((max(sizes),) + tuple(local.shape[1:]))
+    padded[: local.shape[0]] = local
+    parts = [torch.empty_like(padded) for _ in sizes] if _world.leader else None
+    dist.gather(padded, parts, dst=0, group=_world.control)
+    return torch.cat([p[:size] for p, size in zip(parts, sizes, strict=True)]) if parts else None
+
+
+# --- data-parallel training ----------------------------------------------------
+
+
+def data_parallel(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """(model, what the training step calls). With several ranks: BatchNorm statistics over the
+    global batch (torch's SyncBatchNorm on CUDA; nfhm's GlobalBatchNorm on CPU, where
+    SyncBatchNorm refuses to run) and DDP, which averages gradients over the ranks. Buffers are
+    not broadcast: synchronised BatchNorm keeps them equal on every rank."""
+    if _world.size == 1:
+        return model, model
+    from torch.nn.parallel import DistributedDataParallel
+
+    from .sync_batchnorm import convert_to_global_batchnorm
+
+    device = _world.device()
+    if device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    else:
+        model = convert_to_global_batchnorm(model)
+    # torch 2.13 renamed the option (the old name warns); older releases know only the old one.
+    renamed = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    no_buffer_sync = {"forward_sync_buffers" if renamed else "broadcast_buffers": False}
+    wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync)
+    return model, wrapped

@@ -1,0 +1,138 @@
+// Bad input through the real CLI: bad image files, tables, configs and
+// checkpoints. Each is refused with an error that names the file and the row
+// or field; a run refused before its inputs were checked writes nothing.
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { tableFromIPC } from 'apache-arrow'
+import { beforeAll, describe, expect, test } from 'vitest'
+import { buildFaultyCollection, faultConfig, nfhm, snapshot, type FaultyCollection } from './helpers/faults.js'
+import { runPythonJson } from './helpers/python.js'
+
+const root = mkdtempSync(join(tmpdir(), 'nfhm-faults-input-'))
+let data: FaultyCollection
+
+beforeAll(async () => {
+  data = await buildFaultyCollection(join(root, 'data'))
+})
+
+/** A config file over `csv`; `edit` may change its YAML text. */
+function config(name: string, csv = data.csv, edit = (yaml: string) => yaml): { file: string; runsDir: string; dir: string } {
+  const runsDir = join(root, `runs-${name}`)
+  const file = join(root, `${name}.yaml`)
+  writeFileSync(file, edit(faultConfig(name, runsDir, { csv, imageRoot: data.imageRoot })))
+  return { file, runsDir, dir: join(runsDir, name) }
+}
+
+/** The "path: reason" lines of a BadImagesError, by path relative to the image root. */
+function listedBadImages(stderr: string): Record<string, string> {
+  const listed: Record<string, string> = {}
+  for (const match of stderr.matchAll(/^ {2}(\S+): (.+)$/gm)) listed[match[1]!.replace(`${data.imageRoot}/`, '')] = match[2]!
+  return listed
+}
+
+describe('bad image files', () => {
+  test('stop the run before any training, each one listed with its reason (test split included)', async () => {
+    const { file, dir } = config('bad-images')
+    const run = await nfhm(['run', file])
+    expect(run.exitCode).toBe(1)
+    expect(run.stderr).toMatch(`nfhm: ${Object.keys(data.bad).length} image(s) cannot be read; fix or remove them, or rerun with --skip-bad:`)
+    const listed = listedBadImages(run.stderr)
+    expect(Object.keys(listed).sort()).toEqual(Object.keys(data.bad).sort())
+    for (const [path, reason] of Object.entries(data.bad)) expect(listed[path]?.slice(0, reason.length)).toBe(reason)
+    // CMYK and 16-bit files are converted, not refused.
+    for (const path of data.odd) expect(run.stderr).not.toContain(path)
+    // Nothing was clustered or trained.
+    expect(existsSync(join(dir, 'round-1'))).toBe(false)
+    expect(existsSync(join(dir, 'metrics.jsonl'))).toBe(false)
+  }, 60_000)
+
+  test('--skip-bad goes on and records the skipped files in the manifest and the report', async () => {
+    const { file, dir } = config('skip-bad')
+    const run = await nfhm(['run', file, '--skip-bad'])
+    expect(run.stderr).not.toMatch(/^nfhm: /m)
+    expect(run.exitCode).toBe(0)
+    const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { skipped_images: Array<{ path: string; reason: string }> }
+    const skipped = Object.fromEntries(manifest.skipped_images.map((b) => [b.path.replace(`${data.imageRoot}/`, ''), b.reason]))
+    expect(Object.keys(skipped).sort()).toEqual(Object.keys(data.bad).sort())
+    for (const [path, reason] of Object.entries(data.bad)) expect(skipped[path]?.slice(0, reason.length)).toBe(reason)
+    const report = readFileSync(join(dir, 'report', 'report.md'), 'utf8')
+    const section = report.slice(report.indexOf('## Skipped images'))
+    for (const b of manifest.skipped_images) expect(section).toContain(`- \`${b.path}\`: ${b.reason}`)
+    // Every readable training image, the CMYK and 16-bit ones included, got a pseudo-label.
+    const badTrain = Object.keys(data.bad).filter((p) => !p.includes('test-')).length
+    const labels = tableFromIPC(readFileSync(join(dir, 'round-1', 'cluster', 'pseudo_labels.arrow')))
+    expect(labels.numRows).toBe(data.trainImages - badTrain)
+  }, 90_000)
+})
+
+describe('bad tables and configs are refused with nothing written', () => {
+  const rows = () => readFileSync(data.goodCsv, 'utf8').trimEnd().split(/\r?\n/)
+
+  test.each([
+    ['a missing column', (r: string[]) => [r[0]!.replace('path', 'file'), ...r.slice(1)], `no path column 'path'; the columns are ['file', 'label', 'split']`],
+    ['duplicate paths', (r: string[]) => [...r.slice(0, 3), r[1]!, ...r.slice(3)], `column 'path' lists 1 image more than once (row numbers as a spreadsheet shows them: the header is row 1): rows 2, 4: `],
+    ['labels of mixed types', (r: string[]) => [r[0]!, r[1]!.replace('digit-0', '7'), ...r.slice(2)], `column 'label' mixes numbers and text (row numbers as a spreadsheet shows them: the header is row 1): numbers in row 2 (e.g. '7'), text in rows 3, 4, 5`],
+  ])('%s: the error names the table, the column and the rows, and no run directory is made', async (name, edit, expected) => {
+    const csv = join(root, `${name.replaceAll(' ', '-')}.csv`)
+    writeFileSync(csv, edit(rows()).join('\n') + '\n')
+    const { file, runsDir } = config(name.replaceAll(' ', '-'), csv)
+    const run = await nfhm(['run', file])
+    expect(run.exitCode).toBe(1)
+    expect(run.stderr).toContain(`nfhm: worker method "data.scan" raised ValueError: ${csv}: ${expected}`)
+    expect(existsSync(runsDir)).toBe(false)
+  }, 60_000)
+
+  test.each([
+    ['an unknown config key', /^eval: .*$/m, 'eval: {recal_at: [1]}', /eval\.recal_at: unknown field \(did you mean "recall_at"\?\)/],
+    ['a wrong type', /^cluster: .*$/m, 'cluster: {k: 10, niter: many}', /cluster\.niter = "many": Invalid input: expected number, received string/],
+  ])('%s: the error names the file and the field', async (name, line, replacement, expected) => {
+    const { file, runsDir } = config(name.replaceAll(' ', '-'), data.goodCsv, (yaml) => yaml.replace(line, replacement))
+    const run = await nfhm(['run', file])
+    expect(run.exitCode).toBe(1)
+    expect(run.stderr).toContain(`nfhm: invalid config in ${file}`)
+    expect(run.stderr).toMatch(expected)
+    expect(existsSync(runsDir)).toBe(false)
+  }, 60_000)
+
+  test('K larger than the number of images: the field and the largest K are named, and an existing run is left exactly as it was', async () => {
+    // The extension writes a line to worker.log in every session: the refused one's must go too.
+    const env = { NFHM_WORKER_EXTENSIONS: 'nfhm_faults' }
+    const existing = config('existing', data.goodCsv)
+    expect((await nfhm(['embed', existing.file], { env })).exitCode).toBe(0)
+    const before = snapshot(existing.runsDir)
+    expect(Object.keys(before)).toEqual(expect.arrayContaining(['existing/manifest.json', 'existing/images.arrow', 'existing/worker.log']))
+    expect(readFileSync(join(existing.dir, 'worker.log'), 'utf8')).toMatch(/nfhm_faults: imported/)
+    const refused = await nfhm(['run', existing.file, '--set', 'cluster.k=1000'], { env })
+    expect(refused.exitCode).toBe(1)
+    const n = data.goodTrainImages
+    expect(refused.stderr).toContain(`nfhm: cluster.k = 1000: K=1000 is larger than the number of images to cluster (n=${n}); choose K <= ${n}`)
+    expect(snapshot(existing.runsDir)).toEqual(before)
+  }, 60_000)
+})
+
+// One bad checkpoint through the CLI, to show what a user reads; a truncated file and a
+// pickle that is not a plain state dict (refused by weights_only) take the same path, and
+// test/python/test_model.py checks each message.
+test('a checkpoint of the wrong architecture is refused before any training, every mismatched key listed', async () => {
+  const weights = join(root, 'wrong.pt')
+  await runPythonJson(
+    `
+import json, sys, torch
+from nfhm.model import load
+model, _ = load("ViT-T/4@28px")
+wrong = {k: v for k, v in model.state_dict().items() if not k.startswith("feature.")}
+wrong["classifier.weight"] = torch.zeros(2, 2)
+torch.save(wrong, json.load(sys.stdin))
+print("null")
+`,
+    weights,
+  )
+  const { file, dir } = config('wrong-checkpoint', data.goodCsv)
+  const run = await nfhm(['run', file, '--set', `model.weights=${weights}`])
+  expect(run.exitCode).toBe(1)
+  expect(run.stderr).toContain(`nfhm: worker method "model.describe" raised CheckpointError: ${weights}: checkpoint does not fit the model`)
+  expect(run.stderr).toMatch(/^ {2}missing \(\d+\): feature\.0\.weight, /m)
+  expect(run.stderr).toMatch(/^ {2}unexpected \(1\): classifier\.weight/m)
+  expect(existsSync(join(dir, 'round-1'))).toBe(false)
+}, 60_000)
