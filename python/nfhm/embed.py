@@ -133,7 +133,9 @@ def _embed(loaded: LoadedModel, paths: list[str], params: dict[str, Any]) -> tup
     from torch.utils.data import DataLoader
 
     from .precision import Precision
+    from .threads import share_cores
 
+    share_cores(params["loader_workers"])
     precision = Precision.from_name(params["precision"], loaded.device)
     cuda = loaded.device.type == "cuda"
     batches = DataLoader(

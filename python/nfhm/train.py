@@ -35,6 +35,7 @@ from . import data, distributed, plugins
 from .atomic import atomic_path
 from .embed import build_model
 from .precision import Precision
+from .threads import share_cores
 from .training import NonFiniteLoss, make_optimizer, train_step
 from .transforms import Augmentation, TrainTransform
 from .worker import Tables, Worker, method
@@ -212,6 +213,7 @@ def start(worker: Worker, params: dict[str, Any], tables: Tables) -> dict[str, A
             f"train.batch_size={batch_size} is the global batch and must split evenly over the {world.size} processes"
         )
 
+    share_cores(params["loader_workers"])
     torch.manual_seed(params["seed"])
     device = world.device()
     model, _, embedding_size, image_size = build_model(params["model"], device)
