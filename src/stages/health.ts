@@ -11,10 +11,15 @@ export class TrainingDivergedError extends Error {
   override name = 'TrainingDivergedError'
 }
 
+/** Losses are judged as means over this many steps: one step's loss is too noisy to compare. */
+const WINDOW = 50
+
 export class LossHealth {
+  private recent: number[] = []
+  private recentSum = 0
+  private start: number | undefined
   private best = Infinity
   private bestStep = 0
-  private firstWindow: number[] = []
   private warned = new Set<string>()
   readonly warnings: string[] = []
 
@@ -37,29 +42,34 @@ export class LossHealth {
         `the loss became non-finite at step ${nonfiniteStep}; training stopped (lower train.lr, or use precision fp32 or bf16, and rerun)`,
       )
     }
-    const window = 50
-    losses.forEach((loss, i) => {
-      const step = firstStep + i
-      if (this.firstWindow.length < window) this.firstWindow.push(loss)
-      // Smoothed against noise: a new best must beat the old by 1%.
-      if (loss < this.best * 0.99) {
-        this.best = loss
-        this.bestStep = step
-      }
-      if (step - this.bestStep >= this.opts.patienceSteps && this.firstWindow.length === window) {
-        const start = this.firstWindow.reduce((a, b) => a + b, 0) / window
-        this.once(
-          'flat',
-          `the loss has not fallen for ${step - this.bestStep} steps (best ${this.best.toFixed(4)} at step ${this.bestStep}, ` +
-            `first steps ${start.toFixed(4)}): check the learning rate, the labels and the precision`,
-        )
-      }
-    })
+    losses.forEach((loss, i) => this.observeLoss(firstStep + i, loss))
     if (gradNorms.length > 0 && gradNorms.every((g) => g === 0)) {
       this.once('zero-grad', `the backbone's gradients are all zero at steps ${firstStep}..${firstStep + gradNorms.length - 1}: is it frozen?`)
     }
     if (gradScale !== null && gradScale < this.opts.minGradScale) {
       this.once('scale', `the fp16 grad scale fell to ${gradScale.toExponential(2)}: gradients overflow every step; use bf16 or a lower lr`)
+    }
+  }
+
+  private observeLoss(step: number, loss: number): void {
+    this.recent.push(loss)
+    this.recentSum += loss
+    if (this.recent.length > WINDOW) this.recentSum -= this.recent.shift()!
+    if (this.recent.length < WINDOW) return
+    const mean = this.recentSum / WINDOW
+    if (this.start === undefined) this.start = mean
+    // A new best must beat the old by 1%.
+    if (mean < this.best * 0.99) {
+      this.best = mean
+      this.bestStep = step
+    }
+    // A plateau after the loss has fallen is convergence; the failure is a loss still near where it began.
+    if (step - this.bestStep >= this.opts.patienceSteps && mean > this.start * 0.9) {
+      this.once(
+        'flat',
+        `the loss has not fallen in ${step - this.bestStep} steps (mean of ${WINDOW} steps: ${mean.toFixed(4)}, ` +
+          `at the start ${this.start.toFixed(4)}): check the learning rate, the labels and the precision`,
+      )
     }
   }
 }
