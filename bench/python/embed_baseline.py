@@ -1,0 +1,55 @@
+"""A plain PyTorch embedding loop: the baseline of bench/embed.ts.
+
+    python bench/python/embed_baseline.py '{"images": "test.arrow", "model": "ViT-T/4@28px", ...}'
+
+The model and its eval transform come from nfhm.model.load, as in the nfhm run; a DataLoader
+with the same batch size and workers decodes the PNGs, the model runs under inference_mode,
+and the embeddings are saved with np.save. Prints one JSON line: the wall time from the
+DataLoader's creation to the saved file (the model is loaded before the clock starts).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+import pyarrow.ipc as ipc
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from nfhm.model import load
+from nfhm.threads import share_cores
+
+
+class Images:
+    def __init__(self, paths: list[str], transform) -> None:
+        self.paths, self.transform = paths, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        with Image.open(self.paths[i]) as image:
+            return self.transform(image.convert("RGB"))
+
+
+def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    with open(cfg["images"], "rb") as f:
+        paths = ipc.open_file(f).read_all()["path"].to_pylist()
+    share_cores(cfg["loader_workers"])  # the thread count nfhm picks, so that only the loop differs
+    model, transform = load(cfg["model"])
+
+    started = time.perf_counter()
+    loader = DataLoader(Images(paths, transform), batch_size=cfg["batch_size"], num_workers=cfg["loader_workers"])
+    with torch.inference_mode():
+        embeddings = torch.cat([model(batch) for batch in loader]).numpy()
+    np.save(cfg["out"], embeddings)
+    print(json.dumps({"seconds": time.perf_counter() - started, "rows": len(embeddings)}))
+
+
+if __name__ == "__main__":
+    main()
