@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 
 DEMO_DATA := data/fashion-mnist/READY.json
 
-.PHONY: setup test test-ts test-py typecheck demo demo-data
+.PHONY: setup test test-ts test-py typecheck demo demo-data bench
 
 # The demo data is fetched here too, but a machine without apt can still
 # set up and test; only `make demo` then needs the files (see the message).
@@ -35,6 +35,10 @@ $(VENV)/.installed: requirements.txt python/pyproject.toml
 	$(PY) -m pip install --no-deps -e python
 	touch $@
 
+# The whole recipe on Fashion-MNIST (configs/demo.yaml); the README shows what it prints.
+demo: setup demo-data
+	npx nfhm run configs/demo.yaml
+
 typecheck: setup
 	npx tsc --noEmit
 
@@ -45,3 +49,8 @@ test-ts: setup
 	npx vitest run
 
 test: typecheck test-py test-ts
+
+# nfhm against plain-Python baselines; rewrites the tables in BENCHMARKS.md.
+# About 9 minutes on 2 quiet cores (longer when they are shared); never part of `make test`.
+bench: setup
+	npx tsx bench/run-all.ts

@@ -38,8 +38,8 @@ def training_warnings(n: int, k: int, min_points: int, max_points: int) -> list[
     if n < k * min_points:
         out.append(
             f"only {n} images for K={k} clusters ({n / k:.1f} per cluster); faiss wants at least "
-            f"{min_points} per cluster ({k * min_points} images), so the pseudo-labels will be noisy. "
-            f"Use K <= {max(1, n // min_points)} or add images"
+            f"{min_points} per cluster ({k * min_points} images), so the centroids are noisy. "
+            f"That can still retrieve best (nfhm sweep measures it); K <= {max(1, n // min_points)} meets faiss's rule"
         )
     if n > k * max_points:
         out.append(
