@@ -12,7 +12,7 @@ import { loadConfig } from '../src/config/load.js'
 import { readArrowFile } from '../src/stages/arrow.js'
 import { searchMetrics } from '../src/stages/evaluate.js'
 import { closeSession, openSession } from '../src/stages/session.js'
-import { alternate, emit, medianOf, recordCalls, row, runPython, seconds } from './lib.js'
+import { alternate, emit, makeEmbeddings, medianOf, recordCalls, row, runPython, seconds } from './lib.js'
 
 const ROWS = 30_000
 const DIM = 768
@@ -24,16 +24,7 @@ const root = mkdtempSync(join(tmpdir(), 'nfhm-bench-eval-'))
 const config = loadConfig(null, [`runs_dir=${root}`, 'name=eval', 'data.table=unused.csv'])
 const ctx = await openSession(config)
 try {
-  const made = await runPython<{ shards: string[]; labels: string }>('make_embeddings.py', {
-    out_dir: join(root, 'embeddings'),
-    rows: ROWS,
-    dim: DIM,
-    classes: CLASSES,
-    spread: 4.5,
-    shard_rows: config.embed.shard_size,
-    first_id: 0,
-    seed: 0,
-  })
+  const made = await makeEmbeddings(join(root, 'embeddings'), { rows: ROWS, dim: DIM, classes: CLASSES, spread: 4.5, shardRows: config.embed.shard_size })
   const labelTable = readArrowFile(made.labels)
   const queries = {
     shards: made.shards,

@@ -11,7 +11,7 @@ import { loadConfig } from '../src/config/load.js'
 import { readArrowFile } from '../src/stages/arrow.js'
 import { clusterEmbeddings } from '../src/stages/cluster.js'
 import { closeSession, openSession } from '../src/stages/session.js'
-import { alternate, emit, medianOf, recordCalls, row, runPython, seconds, span } from './lib.js'
+import { alternate, emit, makeEmbeddings, medianOf, recordCalls, row, runPython, seconds, span } from './lib.js'
 
 const ROWS = 30_000
 const DIM = 64
@@ -23,16 +23,7 @@ const config = loadConfig(null, [`runs_dir=${root}`, 'name=kmeans', 'data.table=
 const cfg = config.cluster
 const ctx = await openSession(config)
 try {
-  const made = await runPython<{ shards: string[]; labels: string }>('make_embeddings.py', {
-    out_dir: join(root, 'embeddings'),
-    rows: ROWS,
-    dim: DIM,
-    classes: CLASSES,
-    spread: 1.5,
-    shard_rows: config.embed.shard_size,
-    first_id: 0,
-    seed: 0,
-  })
+  const made = await makeEmbeddings(join(root, 'embeddings'), { rows: ROWS, dim: DIM, classes: CLASSES, spread: 1.5, shardRows: config.embed.shard_size })
   const classOf = readArrowFile(made.labels).getChild('label')!.toArray() as Int32Array
   const embeddings = { key: 'synthetic', dir: join(root, 'embeddings'), shards: made.shards, rows: ROWS, dim: DIM, bad: [] }
   const calls = recordCalls(ctx.worker)

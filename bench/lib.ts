@@ -95,6 +95,33 @@ export async function runPython<T = Sample>(script: string, config: unknown): Pr
   return JSON.parse(result.stdout.trim().split('\n').at(-1)!) as T
 }
 
+export interface SyntheticEmbeddings {
+  shards: string[]
+  /** An Arrow file of id and label per row. */
+  labels: string
+}
+
+/**
+ * Writes `rows` embeddings drawn around one centre per class (bench/python/make_embeddings.py)
+ * as Arrow shards of `shardRows` under `outDir`. The same seed gives the same class centres.
+ */
+export function makeEmbeddings(
+  outDir: string,
+  spec: { rows: number; dim: number; classes: number; spread: number; shardRows: number; firstId?: number; seed?: number },
+): Promise<SyntheticEmbeddings> {
+  const { rows, dim, classes, spread, shardRows, firstId = 0, seed = 0 } = spec
+  return runPython<SyntheticEmbeddings>('make_embeddings.py', {
+    out_dir: outDir,
+    rows,
+    dim,
+    classes,
+    spread,
+    shard_rows: shardRows,
+    first_id: firstId,
+    seed,
+  })
+}
+
 export interface CallTime {
   method: string
   start: number

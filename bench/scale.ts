@@ -15,7 +15,7 @@ import { readArrowFile } from '../src/stages/arrow.js'
 import { clusterEmbeddings } from '../src/stages/cluster.js'
 import { searchMetrics, type SearchSet } from '../src/stages/evaluate.js'
 import { closeSession, openSession } from '../src/stages/session.js'
-import { emit, row, runPython, seconds } from './lib.js'
+import { emit, makeEmbeddings, row, seconds } from './lib.js'
 
 const ROWS = 1_000_000
 const GALLERY = 10_000
@@ -34,17 +34,9 @@ const root = mkdtempSync(join(tmpdir(), 'nfhm-bench-scale-'))
 const config = loadConfig(null, [`runs_dir=${root}`, 'name=scale', 'data.table=unused.csv', `cluster.k=${K}`])
 const ctx = await openSession(config)
 try {
+  // Seed 0 on both: the same class centres for queries and gallery.
   const make = (rows: number, firstId: number, dir: string) =>
-    runPython<{ shards: string[]; labels: string }>('make_embeddings.py', {
-      out_dir: join(root, dir),
-      rows,
-      dim: DIM,
-      classes: CLASSES,
-      spread: 1.0,
-      shard_rows: config.embed.shard_size,
-      first_id: firstId,
-      seed: 0, // the same class centres for queries and gallery
-    })
+    makeEmbeddings(join(root, dir), { rows, dim: DIM, classes: CLASSES, spread: 1.0, shardRows: config.embed.shard_size, firstId })
   const load = async (rows: number, firstId: number, dir: string): Promise<SearchSet> => {
     const made = await make(rows, firstId, dir)
     const labels = readArrowFile(made.labels)

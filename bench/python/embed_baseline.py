@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from nfhm.model import load
-from nfhm.threads import share_cores
+from nfhm.threads import cores_shared
 
 
 class Images:
@@ -40,12 +40,12 @@ def main() -> None:
     cfg = json.loads(sys.argv[1])
     with open(cfg["images"], "rb") as f:
         paths = ipc.open_file(f).read_all()["path"].to_pylist()
-    share_cores(cfg["loader_workers"])  # the thread count nfhm picks, so that only the loop differs
     model, transform = load(cfg["model"])
 
     started = time.perf_counter()
     loader = DataLoader(Images(paths, transform), batch_size=cfg["batch_size"], num_workers=cfg["loader_workers"])
-    with torch.inference_mode():
+    # cores_shared: the thread count nfhm uses, so that only the loop differs
+    with torch.inference_mode(), cores_shared(cfg["loader_workers"]):
         embeddings = torch.cat([model(batch) for batch in loader]).numpy()
     np.save(cfg["out"], embeddings)
     print(json.dumps({"seconds": time.perf_counter() - started, "rows": len(embeddings)}))

@@ -26,7 +26,7 @@ from nfhm import data
 from nfhm.losses import CombinedMarginLoss
 from nfhm.model import load
 from nfhm.partial_fc import PartialFC_V2
-from nfhm.threads import share_cores
+from nfhm.threads import cores_shared
 from nfhm.train import decode_all
 from nfhm.training import make_optimizer, make_scheduler
 from nfhm.transforms import Augmentation, TrainTransform
@@ -62,7 +62,6 @@ def main() -> None:
     with open(cfg["images"], "rb") as f:
         table = ipc.open_file(f).read_all()
     paths, labels = table["path"].to_pylist(), table["label"].to_pylist()
-    share_cores(cfg["loader_workers"])  # the thread count nfhm picks, so that only the loop differs
     torch.manual_seed(cfg["seed"])
     backbone, _ = load(cfg["model"])
     backbone.train()
@@ -71,14 +70,7 @@ def main() -> None:
     optimizer = make_optimizer(backbone, head, cfg["lr"], cfg["head_lr_scale"], cfg["weight_decay"])
     steps = cfg["steps"]
     scheduler = make_scheduler(optimizer, steps, cfg["pct_start"])
-    a = cfg["augment"]
-    augmentation = Augmentation(
-        crop_scale=tuple(a["crop_scale"]),
-        hflip_prob=a["hflip_prob"],
-        randaug_ops=a["randaug_ops"],
-        randaug_magnitude=a["randaug_magnitude"],
-        erasing_prob=a["erasing_prob"],
-    )
+    augmentation = Augmentation.from_params(cfg["augment"])
     decoded = decode_all(paths, cfg["loader_workers"]) if cfg["decode_once"] else None
     loader = DataLoader(
         Images(paths, labels, TrainTransform(backbone.image_size, augmentation), decoded),
@@ -91,13 +83,14 @@ def main() -> None:
 
     started = time.perf_counter()
     done = 0
-    for images, targets in loader:  # one epoch: steps = len(paths) // batch_size
-        optimizer.zero_grad(set_to_none=True)
-        loss = head(backbone(images).float(), targets)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        done += 1
+    with cores_shared(cfg["loader_workers"]):  # the thread count nfhm uses, so that only the loop differs
+        for images, targets in loader:  # one epoch: steps = len(paths) // batch_size
+            optimizer.zero_grad(set_to_none=True)
+            loss = head(backbone(images).float(), targets)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            done += 1
     loop = time.perf_counter() - started
     if done != steps:
         raise SystemExit(f"ran {done} steps, expected {steps}")

@@ -133,9 +133,8 @@ def _embed(loaded: LoadedModel, paths: list[str], params: dict[str, Any]) -> tup
     from torch.utils.data import DataLoader
 
     from .precision import Precision
-    from .threads import share_cores
+    from .threads import cores_shared
 
-    share_cores(params["loader_workers"])
     precision = Precision.from_name(params["precision"], loaded.device)
     cuda = loaded.device.type == "cuda"
     batches = DataLoader(
@@ -149,7 +148,7 @@ def _embed(loaded: LoadedModel, paths: list[str], params: dict[str, Any]) -> tup
     vectors = np.zeros((len(paths), loaded.embedding_size), np.float32)
     good = np.zeros(len(paths), bool)
     reasons: dict[int, str] = {}
-    with torch.inference_mode():
+    with torch.inference_mode(), cores_shared(params["loader_workers"]):
         for batch in batches:
             reasons.update(batch.bad)
             if batch.images is None:

@@ -8,17 +8,25 @@ torch thread, because OpenMP threads that lose their core spin-wait for each oth
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
 
-def share_cores(loader_workers: int) -> int:
-    """Give torch the cores the loader workers and the other local ranks leave; returns the count.
+@contextmanager
+def cores_shared(loader_workers: int) -> Iterator[int]:
+    """Within the block torch gets the cores the loader workers and the other local ranks leave.
 
-    A user's OMP_NUM_THREADS wins: torch has already read it.
+    The count is put back afterwards: torch and faiss share one OpenMP runtime, so k-means and
+    search after an embedding would otherwise run on one thread. A user's OMP_NUM_THREADS wins.
     """
+    before = torch.get_num_threads()
     if "OMP_NUM_THREADS" not in os.environ:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         torch.set_num_threads(max(1, cores // local_ranks - loader_workers))
-    return torch.get_num_threads()
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

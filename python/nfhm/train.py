@@ -35,7 +35,7 @@ from . import data, distributed, plugins
 from .atomic import atomic_path
 from .embed import build_model
 from .precision import Precision
-from .threads import share_cores
+from .threads import cores_shared
 from .training import NonFiniteLoss, make_optimizer, train_step
 from .transforms import Augmentation, TrainTransform
 from .worker import Tables, Worker, method
@@ -213,7 +213,6 @@ def start(worker: Worker, params: dict[str, Any], tables: Tables) -> dict[str, A
             f"train.batch_size={batch_size} is the global batch and must split evenly over the {world.size} processes"
         )
 
-    share_cores(params["loader_workers"])
     torch.manual_seed(params["seed"])
     device = world.device()
     model, _, embedding_size, image_size = build_model(params["model"], device)
@@ -224,14 +223,7 @@ def start(worker: Worker, params: dict[str, Any], tables: Tables) -> dict[str, A
     torch.manual_seed(sample_seed(params["seed"], RANK_STREAM, world.rank))
     optimizer = make_optimizer(model, head, lr=1.0, head_lr_scale=params["head_lr_scale"], weight_decay=params["weight_decay"])
     precision = Precision.from_name(params["precision"], device, process_group=dist.group.WORLD if world.size > 1 else None)
-    a = params["augment"]
-    augmentation = Augmentation(
-        crop_scale=tuple(a["crop_scale"]),
-        hflip_prob=a["hflip_prob"],
-        randaug_ops=a["randaug_ops"],
-        randaug_magnitude=a["randaug_magnitude"],
-        erasing_prob=a["erasing_prob"],
-    )
+    augmentation = Augmentation.from_params(params["augment"])
     images = TrainImages(paths, labels, TrainTransform(image_size, augmentation), decode_all(paths, params["loader_workers"]))
     session = Session(
         model=model,
@@ -278,21 +270,22 @@ def steps(worker: Worker, params: dict[str, Any], tables: Tables) -> dict[str, A
     losses: list[float] = []
     grad_norms: list[float] = []
     nonfinite: int | None = None
-    for lrs, betas in zip(params["lr"], params["beta1"]):
-        for group, lr, beta1 in zip(session.optimizer.param_groups, lrs, betas):
-            group["lr"] = lr
-            group["betas"] = (beta1, group["betas"][1])
-        images, labels = session.next_batch()
-        try:
-            stats = train_step(
-                session.backbone, session.head, images, labels, session.optimizer, session.precision, session.batch_size
-            )
-        except NonFiniteLoss:
-            nonfinite = session.step
-            break
-        losses.append(stats.loss)
-        grad_norms.append(stats.grad_norm)
-        session.step += 1
+    with cores_shared(session.loader_workers):
+        for lrs, betas in zip(params["lr"], params["beta1"]):
+            for group, lr, beta1 in zip(session.optimizer.param_groups, lrs, betas):
+                group["lr"] = lr
+                group["betas"] = (beta1, group["betas"][1])
+            images, labels = session.next_batch()
+            try:
+                stats = train_step(
+                    session.backbone, session.head, images, labels, session.optimizer, session.precision, session.batch_size
+                )
+            except NonFiniteLoss:
+                nonfinite = session.step
+                break
+            losses.append(stats.loss)
+            grad_norms.append(stats.grad_norm)
+            session.step += 1
     if session.device.type == "cuda":
         torch.cuda.synchronize()
     return {

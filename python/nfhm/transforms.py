@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,6 +86,17 @@ class Augmentation:
     randaug_magnitude_std: float = 0.5  # per-op jitter of the magnitude
     randaug_prob: float = 0.5  # each drawn op is applied with this probability
     erasing_prob: float = 0.25  # random erasing with per-pixel normal noise
+
+    @classmethod
+    def from_params(cls, a: Mapping[str, Any]) -> Augmentation:
+        """From the worker's `augment` params (the config's train.augment)."""
+        return cls(
+            crop_scale=tuple(a["crop_scale"]),
+            hflip_prob=a["hflip_prob"],
+            randaug_ops=a["randaug_ops"],
+            randaug_magnitude=a["randaug_magnitude"],
+            erasing_prob=a["erasing_prob"],
+        )
 
 
 AUGMENTATIONS: dict[str, Augmentation] = {
