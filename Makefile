@@ -51,6 +51,6 @@ test-ts: setup
 test: typecheck test-py test-ts
 
 # nfhm against plain-Python baselines; rewrites the tables in BENCHMARKS.md.
-# About 9 minutes on 2 quiet cores (longer when they are shared); never part of `make test`.
+# About 9 minutes on this 2-core machine; never part of `make test`.
 bench: setup
 	npx tsx bench/run-all.ts

@@ -13,6 +13,11 @@ import { textTable, type Column } from '../src/report/table.js'
 
 /** Repetitions of every alternated pair; NFHM_BENCH_REPS lowers it for a quick look only. */
 export const REPS = Number(process.env.NFHM_BENCH_REPS ?? 5)
+/**
+ * For comparisons whose runs take a few seconds: on this shared machine a 2 s k-means run
+ * varied from 1.9 to 3.3 s within one invocation, and five pairs left ratios 0.79-1.11.
+ */
+export const SHORT_REPS = Number(process.env.NFHM_BENCH_REPS ?? 11)
 
 export type Sample = Record<string, number>
 
@@ -58,15 +63,16 @@ export const medianOf = (samples: readonly Sample[], key: string): number => med
 export async function alternate<S extends string>(
   label: string,
   sides: Record<S, () => Promise<Sample>>,
+  reps = REPS,
 ): Promise<Record<S, Sample[]>> {
   const names = Object.keys(sides) as S[]
   const out = Object.fromEntries(names.map((n) => [n, [] as Sample[]])) as Record<S, Sample[]>
-  for (let rep = 1; rep <= REPS; rep++) {
+  for (let rep = 1; rep <= reps; rep++) {
     for (const name of names) {
       const sample = await sides[name]()
       out[name].push(sample)
       const shown = Object.entries(sample).map(([k, v]) => `${k} ${v.toPrecision(4)}`)
-      process.stderr.write(`${label} ${rep}/${REPS} ${name}: ${shown.join(', ')}\n`)
+      process.stderr.write(`${label} ${rep}/${reps} ${name}: ${shown.join(', ')}\n`)
     }
   }
   return out
@@ -76,9 +82,19 @@ export type Goal = ['>=' | '<=' | '<', number]
 
 const SIGNS = { '>=': '≥', '<=': '≤', '<': '<' } as const
 
-/** A row of medians; with a goal, nfhm's value over the baseline's is checked against it. */
-export function row(what: string, unit: string, nfhm: number, baseline: number | null, goal: Goal | null = null): Row {
-  const ratio = baseline === null || goal === null ? null : nfhm / baseline
+/**
+ * The median over repetitions of value(nfhm) / value(baseline) within each alternated pair.
+ * The two runs of a pair share the machine's load at that moment, so on a shared machine this
+ * is steadier than the ratio of the medians: 11 k-means pairs whose runs took 2.0 or 3.0 s as
+ * the load came and went gave 1.30 as a ratio of medians and 1.01 paired.
+ */
+export function pairedRatio(nfhm: readonly Sample[], baseline: readonly Sample[], value: (sample: Sample) => number): number {
+  return median(nfhm.map((sample, i) => value(sample) / value(baseline[i]!)))
+}
+
+/** A row of medians; with a goal, the paired ratio (default: nfhm's median over the baseline's) is checked against it. */
+export function row(what: string, unit: string, nfhm: number, baseline: number | null, goal: Goal | null = null, paired?: number): Row {
+  const ratio = baseline === null || goal === null ? null : (paired ?? nfhm / baseline)
   return { what, unit, nfhm, baseline, ratio, goal: goal ? `${SIGNS[goal[0]]} ${goal[1]}` : null, met: goal && ratio !== null ? meets(ratio, goal) : null }
 }
 

@@ -14,7 +14,7 @@ import { workerMethods } from '../src/bridge/methods.js'
 import { repoRoot } from '../src/bridge/python.js'
 import { openWorker, type MethodTable, type Worker } from '../src/bridge/worker.js'
 import { startTcpServer } from '../test/helpers/workers.js'
-import { alternate, emit, medianOf, row, seconds, type Sample } from './lib.js'
+import { alternate, emit, medianOf, pairedRatio, row, seconds, type Sample } from './lib.js'
 
 const ROWS = 30_000
 const DIM = 768
@@ -75,9 +75,9 @@ try {
       'it as a length-prefixed Arrow stream frame',
     baselineSide: 'readFileSync + tableFromIPC of the same table, written as an Arrow IPC file (in the page cache)',
     rows: [
-      row('pythonia (default)', 'MB/s', rate('pythonia'), rate('file'), ['>=', 0.8]),
-      row('stdio', 'MB/s', rate('stdio'), rate('file'), ['>=', 0.8]),
-      row('tcp (127.0.0.1)', 'MB/s', rate('tcp'), rate('file'), ['>=', 0.8]),
+      row('pythonia (default)', 'MB/s', rate('pythonia'), rate('file'), ['>=', 0.8], pairedRatio(samples.pythonia, samples.file, (s) => s.mb_s!)),
+      row('stdio', 'MB/s', rate('stdio'), rate('file'), ['>=', 0.8], pairedRatio(samples.stdio, samples.file, (s) => s.mb_s!)),
+      row('tcp (127.0.0.1)', 'MB/s', rate('tcp'), rate('file'), ['>=', 0.8], pairedRatio(samples.tcp, samples.file, (s) => s.mb_s!)),
     ],
     notes: [
       `median times: file ${time('file').toFixed(0)} ms, pythonia ${time('pythonia').toFixed(0)} ms, stdio ${time('stdio').toFixed(0)} ms, tcp ${time('tcp').toFixed(0)} ms`,
