@@ -5,8 +5,8 @@ import { Xoshiro128ss } from '../src/eval/prng.js'
 const opts = { patienceSteps: 300, minGradScale: 1e-4 }
 
 /** Feeds per-step losses in chunks of 25, as train.steps replies come; returns the warnings. */
-function watch(losses: number[], gradNorms: (step: number) => number = () => 1, gradScale: number | null = null): string[] {
-  const health = new LossHealth(opts, () => {})
+function watch(losses: number[], gradNorms: (step: number) => number = () => 1, gradScale: number | null = null, graceSteps = 0): string[] {
+  const health = new LossHealth({ ...opts, graceSteps }, () => {})
   for (let first = 0; first < losses.length; first += 25) {
     const chunk = losses.slice(first, first + 25)
     health.observe(first, chunk, chunk.map((_, i) => gradNorms(first + i)), gradScale, null)
@@ -25,6 +25,13 @@ describe('LossHealth', () => {
     // The demo's shape: 24 -> ~9.5 by mid-training, then flat and +-10% noisy for 1,000 steps.
     const losses = curve(2340, (s) => 9.5 + 14.5 * Math.exp(-s / 300), 0.1)
     expect(watch(losses)).toEqual([])
+  })
+
+  it('gives the warm-up its time: a loss lifted by the rising learning rate is not flagged before patience runs out after it', () => {
+    // Rises from 20 to 21 over a 400-step warm-up, then falls to 10.
+    const losses = curve(2000, (s) => (s < 400 ? 20 + s / 400 : 21 - 11 * (1 - Math.exp(-(s - 400) / 200))), 0.05)
+    expect(watch(losses)).toHaveLength(1) // without grace: flagged during the warm-up
+    expect(watch(losses, undefined, null, 400)).toEqual([])
   })
 
   it('warns once when the loss never falls (the week-11 failure)', () => {

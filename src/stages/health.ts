@@ -5,6 +5,8 @@
 export interface HealthOptions {
   patienceSteps: number
   minGradScale: number
+  /** Steps before patience starts to count: the warm-up, while a rising learning rate may lift the loss. */
+  graceSteps?: number
 }
 
 export class TrainingDivergedError extends Error {
@@ -64,10 +66,11 @@ export class LossHealth {
       this.bestStep = step
     }
     // A plateau after the loss has fallen is convergence; the failure is a loss still near where it began.
-    if (step - this.bestStep >= this.opts.patienceSteps && mean > this.start * 0.9) {
+    const since = Math.max(this.bestStep, this.opts.graceSteps ?? 0)
+    if (step - since >= this.opts.patienceSteps && mean > this.start * 0.9) {
       this.once(
         'flat',
-        `the loss has not fallen in ${step - this.bestStep} steps (mean of ${WINDOW} steps: ${mean.toFixed(4)}, ` +
+        `the loss has not fallen in ${step - since} steps (mean of ${WINDOW} steps: ${mean.toFixed(4)}, ` +
           `at the start ${this.start.toFixed(4)}): check the learning rate, the labels and the precision`,
       )
     }

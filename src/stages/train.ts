@@ -140,7 +140,10 @@ export async function trainRound(ctx: Context, opts: TrainOptions): Promise<Trai
   writeFileAtomic(metricsPath, kept.map((r) => JSON.stringify(r) + '\n').join(''))
   if (session.start_step > 0) ctx.say(`train round ${round}: resuming at step ${session.start_step} of ${total} from ${checkpointPath}`)
 
-  const health = new LossHealth({ patienceSteps: cfg.health.patience_steps, minGradScale: cfg.health.min_grad_scale }, ctx.warn)
+  const health = new LossHealth(
+    { patienceSteps: cfg.health.patience_steps, minGradScale: cfg.health.min_grad_scale, graceSteps: Math.round(cfg.pct_start * total) },
+    ctx.warn,
+  )
   const progress = new Progress(`train round ${round}`, total, 'steps')
   let step = session.start_step
   let seconds = 0
