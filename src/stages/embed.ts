@@ -59,7 +59,10 @@ export async function embedImages(ctx: Context, model: ModelSpec, images: Subset
   const key = keyOf({
     loader: model.loader,
     name: model.name,
+    // The architecture too: a named config that changes between versions must not reuse old shards.
     image_size: described.image_size,
+    embedding_size: described.embedding_size,
+    parameters: described.parameters,
     weights: described.weights_sha256,
     transform: described.transform,
     precision,
