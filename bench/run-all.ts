@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks'
 import { execa } from 'execa'
 import { repoRoot } from '../src/bridge/python.js'
 import { markdownTable } from '../src/report/table.js'
-import { COLUMNS, REPS, runPython, seconds, type Result, type Row } from './lib.js'
+import { COLUMNS, REPS, SHORT_REPS, runPython, seconds, type Result, type Row } from './lib.js'
 
 const SCRIPTS = ['train', 'embed', 'transfer', 'kmeans', 'eval', 'scale', 'latency']
 const BEGIN = '<!-- bench:begin (bench/run-all.ts rewrites everything down to bench:end) -->'
@@ -93,5 +93,5 @@ const doc = existsSync(DOC) ? readFileSync(DOC, 'utf8') : `# Benchmarks\n\n${BEG
 const [before, rest] = doc.split(BEGIN)
 if (rest === undefined || !rest.includes(END)) throw new Error(`${DOC} lacks the markers ${BEGIN} ... ${END}`)
 writeFileSync(DOC, before + generated + rest.slice(rest.indexOf(END) + END.length))
-process.stderr.write(`\n${names.length - failed.length} of ${names.length} benchmarks in ${(total / 60).toFixed(1)} min (reps ${REPS}); tables written to BENCHMARKS.md\n`)
+process.stderr.write(`\n${names.length - failed.length} of ${names.length} benchmarks in ${(total / 60).toFixed(1)} min (reps ${REPS}, ${SHORT_REPS} for the short ones); tables written to BENCHMARKS.md\n`)
 if (failed.length) process.exitCode = 1
