@@ -87,7 +87,23 @@ def test_vit_b32_key_count_and_head_shapes() -> None:
 def test_available_models_lists_releases_and_cpu_configs() -> None:
     names = available_models()
     assert set(RELEASES) <= set(names)
-    assert SMALL in names and "ViT-S/4@28px" in names
+    assert {SMALL, "ViT-S/4@28px", "ViT-S/7@28px"} <= set(names)
+
+
+@pytest.mark.parametrize(
+    ("name", "tokens", "embedding"), [(SMALL, 49, 32), ("ViT-S/4@28px", 49, 64), ("ViT-S/7@28px", 16, 64)]
+)
+def test_cpu_configs_embed_28px_images_and_reload_exactly(name: str, tokens: int, embedding: int, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    assert model.num_tokens == tokens and model.pos_embed.shape[1] == tokens
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    loaded, transform = load(name, weights=tmp_path / "w.pt")
+    images = torch.randn(4, 3, 28, 28)
+    with torch.no_grad():
+        out = model(images)
+        assert out.shape == (4, embedding) and transform.size == 28
+        assert torch.equal(loaded(images), out)
 
 
 def trained_small_model() -> torch.nn.Module:
