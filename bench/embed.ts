@@ -1,8 +1,9 @@
 // 2. Embedding: the embed stage through the bridge against a plain PyTorch
 // loop over the same images (bench/python/embed_baseline.py).
 //   npx tsx bench/embed.ts
-// The 10,000 Fashion-MNIST test images, ViT-T/4@28px, the demo config's
-// batch size and loader workers; the model is loaded before either clock starts.
+// The 10,000 Fashion-MNIST test images, ViT-T/4@28px (pinned, so the table stays
+// comparable when the demo's model changes), the demo config's batch size and
+// loader workers; the model is loaded before either clock starts.
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -16,7 +17,7 @@ import { closeSession, openSession } from '../src/stages/session.js'
 import { SHORT_REPS, alternate, emit, medianOf, pairedRatio, row, runPython, seconds } from './lib.js'
 
 const root = mkdtempSync(join(tmpdir(), 'nfhm-bench-embed-'))
-const config = loadConfig('configs/demo.yaml', [`runs_dir=${root}`, 'name=embed'])
+const config = loadConfig('configs/demo.yaml', [`runs_dir=${root}`, 'name=embed', 'model.name=ViT-T/4@28px'])
 const cfg = config.embed
 const ctx = await openSession(config)
 try {

@@ -1,9 +1,11 @@
 // 1. Training: the train stage through the bridge against the group's loop as
 // a plain PyTorch script (bench/python/train_baseline.py), same settings.
 //   npx tsx bench/train.ts
-// Both sides train ViT-T/4@28px from the demo config for STEPS steps (one
-// epoch of STEPS x batch Fashion-MNIST images) on the same pseudo-labels, which
-// nfhm's embed and cluster stages make once beforehand.
+// Both sides train ViT-T/4@28px with the demo config's other settings for STEPS
+// steps (one epoch of STEPS x batch Fashion-MNIST images) on the same
+// pseudo-labels, which nfhm's embed and cluster stages make once beforehand.
+// The model and the full class matrix are pinned, so the table stays comparable
+// when the demo's own model changes; the baseline script has no class sampling.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -22,7 +24,14 @@ import { alternate, emit, median, medianOf, pairedRatio, recordCalls, row, runPy
 const STEPS = 100
 
 const root = mkdtempSync(join(tmpdir(), 'nfhm-bench-train-'))
-const config = loadConfig('configs/demo.yaml', [`runs_dir=${root}`, 'name=train', 'train.epochs=1', 'cluster.ratio=0.1'])
+const config = loadConfig('configs/demo.yaml', [
+  `runs_dir=${root}`,
+  'name=train',
+  'model.name=ViT-T/4@28px',
+  'train.epochs=1',
+  'train.head.sample_rate=1',
+  'cluster.ratio=0.1',
+])
 const cfg = config.train
 const ctx = await openSession(config)
 try {
