@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
@@ -21,6 +21,10 @@ describe('config', () => {
     expect(c.train).toMatchObject({ lr: 1e-4, head_lr_scale: 5, pct_start: 0.1, epochs: 10, batch_size: 128, weight_decay: 0 })
     expect(c.train.head.plugin).toBe('nfhm.partial_fc:PartialFC_V2')
     expect(c.model.name).toBe('ViT-L/14@336px')
+  })
+
+  test.each(readdirSync('configs'))('the shipped configs/%s is valid', (name) => {
+    expect(() => loadConfig(join('configs', name))).not.toThrow()
   })
 
   test('--set overrides parse YAML values at any depth', () => {
