@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { loadConfig } from '../src/config/load.js'
-import { readArrowFile } from '../src/stages/arrow.js'
-import { searchMetrics } from '../src/stages/evaluate.js'
-import { closeSession, openSession } from '../src/stages/session.js'
+import { readArrowFile } from '../src/run/arrow.js'
+import { searchMetrics } from '../src/recipe/evaluate.js'
+import { closeSession, openSession } from '../src/run/run-session.js'
 import { alternate, emit, makeEmbeddings, medianOf, pairedRatio, recordCalls, row, runPython, seconds } from './lib.js'
 
 const ROWS = 30_000

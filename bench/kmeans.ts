@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { loadConfig } from '../src/config/load.js'
-import { readArrowFile } from '../src/stages/arrow.js'
-import { clusterEmbeddings } from '../src/stages/cluster.js'
-import { closeSession, openSession } from '../src/stages/session.js'
+import { readArrowFile } from '../src/run/arrow.js'
+import { clusterEmbeddings } from '../src/recipe/cluster.js'
+import { closeSession, openSession } from '../src/run/run-session.js'
 import { SHORT_REPS, alternate, emit, makeEmbeddings, medianOf, pairedRatio, recordCalls, row, runPython, seconds, span } from './lib.js'
 
 const ROWS = 30_000

@@ -68,7 +68,7 @@ cli=bin/nfhm.js
 echo "gpu-check: node $("$node" --version), cli $cli, $model, batch $batch, $steps steps, $classes classes, $workers loader processes" >&2
 
 # --- Data: one epoch of synthetic images at the model's input size --------------
-size=$("$python" -c 'import sys; from nfhm.model import get_config; print(get_config(sys.argv[1]).image_size)' "$model")
+size=$("$python" -c 'import sys; from nfhm.core.model import get_config; print(get_config(sys.argv[1]).image_size)' "$model")
 say "writing $((steps * batch)) synthetic ${size}x${size} images"
 "$python" scripts/gpu_check_images.py "$work/data" "$((steps * batch))" "$size" "$classes"
 cat >"$work/check.yaml" <<EOF

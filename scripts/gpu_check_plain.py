@@ -21,11 +21,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from nfhm.losses import CombinedMarginLoss
-from nfhm.model import create_model
-from nfhm.partial_fc import PartialFC_V2
-from nfhm.protocol import read_table_file
-from nfhm.transforms import AUGMENTATIONS, TrainTransform
+from nfhm.core.losses import CombinedMarginLoss
+from nfhm.core.model import create_model
+from nfhm.core.partial_fc import PartialFC_V2
+from nfhm.core.table_files import read_table_file
+from nfhm.core.transforms import AUGMENTATIONS, TrainTransform
 
 
 class Images(Dataset):

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from nfhm.atomic import atomic_path
+from nfhm.core.atomic import atomic_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Label i of the idx files is CLASS_NAMES[i] (Zalando's README).
@@ -136,7 +136,7 @@ def prepare(out: Path, train_size: int) -> str:
     # Whatever is here came from another --train-size or from a killed run.
     marker.unlink(missing_ok=True)
     shutil.rmtree(out / "images", ignore_errors=True)
-    for leftover in out.glob("*.tmp-*"):  # see nfhm.atomic
+    for leftover in out.glob("*.tmp-*"):  # see nfhm.core.atomic
         leftover.unlink()
 
     rows, tasks = [], []

@@ -7,11 +7,11 @@ import { doctor } from './doctor.js'
 import { WorkerDiedError, WorkerError } from './bridge/errors.js'
 import { pythonInterpreter, repoRoot } from './bridge/python.js'
 import { runFollowerNode } from './bridge/torchrun.js'
-import { closeSession, openSession } from './stages/session.js'
-import { runPipeline, type PipelineOptions } from './stages/pipeline.js'
+import { compareCommand } from './experiments/compare-command.js'
+import { sweepCommand } from './experiments/sweep-command.js'
+import { runPipeline, type PipelineOptions } from './recipe/pipeline.js'
 import { printSummary } from './report/summary.js'
-import { compareCommand } from './commands/compare.js'
-import { sweepCommand } from './commands/sweep.js'
+import { closeSession, openSession } from './run/run-session.js'
 
 const { version } = JSON.parse(readFileSync(`${repoRoot}/package.json`, 'utf8')) as { version: string }
 
@@ -62,7 +62,7 @@ function withAdvice(e: unknown, config: Config): unknown {
     return new Error(`${e.message}\n${memory}rerun this command: finished stages are kept and training continues from its last checkpoint`)
   }
   return new Error(
-    `${e.message}\nstart the worker at ${config.worker.address} again (python -m nfhm.serve --listen ...), ` +
+    `${e.message}\nstart the worker at ${config.worker.address} again (python -m nfhm.rpc.serve --listen ...), ` +
       'then rerun this command with --resume: finished stages are kept and training continues from its last checkpoint',
   )
 }
@@ -76,7 +76,7 @@ function stageCommand(name: string, until: PipelineOptions['until'], description
     .option('--resume', 'continue an existing run (an error if there is none)')
     .option('--restart', "start this run's training over instead of continuing its checkpoint")
     .option('--skip-bad', 'go on without unreadable images (they are listed in the manifest)')
-    .option('--worker <tcp://host:port>', 'use a running `python -m nfhm.serve` worker')
+    .option('--worker <tcp://host:port>', 'use a running `python -m nfhm.rpc.serve` worker')
     .option('--token-file <file>', "the worker's shared token")
     .option('--worker-dir <dir>', "runs_dir on the worker's machine (sets worker.runs_dir; default: the same path as here)")
     .addOption(new Option('--transport <kind>', 'how to start a local worker').choices(['pythonia', 'stdio']))
@@ -153,7 +153,7 @@ program
   .option('--run-dir <dir>', 'sweep directory (default: runs_dir/<name>-sweep)')
   .option('--resume', 'continue an existing sweep (an error if there is none)')
   .option('--skip-bad', 'go on without unreadable images (they are listed in the manifest)')
-  .option('--worker <tcp://host:port>', 'use a running `python -m nfhm.serve` worker')
+  .option('--worker <tcp://host:port>', 'use a running `python -m nfhm.rpc.serve` worker')
   .option('--token-file <file>', "the worker's shared token")
   .addOption(new Option('--transport <kind>', 'how to start the local worker').choices(['pythonia', 'stdio']))
   .action(async (configFile: string | undefined, flags: SweepFlags) => {
@@ -170,7 +170,7 @@ program
   .requiredOption('--config <file>', 'YAML config: the data and test split, the evaluation protocol, the baselines')
   .option('--set <key=value>', 'override a config field, e.g. --set eval.baselines=[] (repeatable)', collect, [])
   .option('--run-dir <dir>', 'where compare.json and compare.md go (default: runs_dir/<name>-compare)')
-  .option('--worker <tcp://host:port>', 'use a running `python -m nfhm.serve` worker')
+  .option('--worker <tcp://host:port>', 'use a running `python -m nfhm.rpc.serve` worker')
   .option('--token-file <file>', "the worker's shared token")
   .addOption(new Option('--transport <kind>', 'how to start a local worker').choices(['pythonia', 'stdio']))
   .action(async (models: string[], flags: RunFlags & { config: string }) => {

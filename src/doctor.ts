@@ -1,5 +1,6 @@
 // `nfhm doctor`: is everything nfhm needs here, and how fast is the bridge?
 import { execa } from 'execa'
+import { greet } from './bridge/contract.js'
 import { workerMethods } from './bridge/methods.js'
 import { pythonInterpreter, workerEnv } from './bridge/python.js'
 import { openWorker, type Worker, type WorkerSpec } from './bridge/worker.js'
@@ -50,7 +51,7 @@ export async function doctor(): Promise<DoctorReport> {
     let worker: Worker<typeof workerMethods> | undefined
     try {
       worker = await openWorker(spec, workerMethods)
-      const { result } = await worker.call('hello', {})
+      const result = await greet(worker)
       if (transport === 'stdio') {
         for (const [name, version] of Object.entries(result.versions)) lines.push([name, version])
         lines.push(['compute device', `${result.device.type} (${result.device.name}${result.device.count > 1 ? ` x${result.device.count}` : ''})`])

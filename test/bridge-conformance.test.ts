@@ -114,7 +114,7 @@ describe.each(transports)('bridge conformance over %s', (transport) => {
     }
     await expect(worker.call('conf.pid', {})).rejects.toBeInstanceOf(WorkerDiedError)
     await worker.close()
-  }, 20_000)
+  })
 
   test('SIGKILL of the worker mid-call rejects within 1 s', async () => {
     const worker = await open()
@@ -128,7 +128,7 @@ describe.each(transports)('bridge conformance over %s', (transport) => {
     expect(error).toBeInstanceOf(WorkerDiedError)
     if (transport !== 'tcp') expect((error as WorkerDiedError).signal).toBe('SIGKILL')
     await worker.close()
-  }, 20_000)
+  })
 
   test('a per-call timeout rejects and stops the call; no timeout by default', async () => {
     const worker = await open()
@@ -141,7 +141,7 @@ describe.each(transports)('bridge conformance over %s', (transport) => {
     expect(Date.now() - started).toBeLessThan(1000)
     if (transport !== 'tcp') expect(await waitUntil(() => !isAlive(pid), 2000)).toBe(true)
     await worker.close()
-  }, 20_000)
+  })
 
   test('an Arrow round trip is bit-exact for NaN payloads, -0, denormals and infinities', async () => {
     const bits = new Uint32Array([0x7fc00001, 0xffc12345, 0x7f800001, 0x80000000, 0x00000001, 0x807fffff, 0x7f800000, 0xff800000, 0x3f800000])
@@ -208,7 +208,7 @@ describe.each(transports)('bridge conformance over %s', (transport) => {
   test.skipIf(transport === 'tcp')("Python's stdout never reaches the orchestrator's stdout", async () => {
     const run = await execa('node', ['--import', 'tsx', join(repoRoot, 'test/fixtures/hold-worker.ts'), transport, 'print'], { cwd: repoRoot })
     expect(run.stdout).toBe('orchestrator-done')
-  }, 30_000)
+  })
 })
 
 describe('tcp authentication', () => {

@@ -9,8 +9,8 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { repoRoot } from '../src/bridge/python.js'
 import { loadConfig } from '../src/config/load.js'
 import { resampleIndices } from '../src/eval/bootstrap.js'
-import { resolveInputs, type Comparison } from '../src/stages/compare.js'
-import type { StoredEval } from '../src/stages/sweep.js'
+import { resolveInputs, type Comparison } from '../src/experiments/compare.js'
+import type { EvalRecord } from '../src/run/records.js'
 import { runPythonJson } from './helpers/python.js'
 import { tinyDigitsRun, type TinyRun } from './helpers/tiny-run.js'
 
@@ -38,7 +38,7 @@ describe('nfhm compare', () => {
     if (run.exitCode !== 0) throw new Error(`compare failed:\n${run.stderr}`)
     stdout = run.stdout
     comparison = readJson<Comparison>(join(data.runsDir, 'digits-compare', 'compare.json'))
-  }, 120_000)
+  })
 
   it('writes compare.json, compare.md and its chart, one row per model, baselines first', () => {
     const dir = join(data.runsDir, 'digits-compare')
@@ -56,7 +56,7 @@ describe('nfhm compare', () => {
   })
 
   it("gives each trained model the numbers of its own run's evaluation (one protocol, one test split)", () => {
-    const own = (k: number) => readJson<StoredEval[]>(join(sweepDir, `k-${k}`, 'seed-0', 'eval.json'))[0]!
+    const own = (k: number) => readJson<EvalRecord[]>(join(sweepDir, `k-${k}`, 'seed-0', 'eval.json'))[0]!
     expect(comparison.models[2]!.metrics).toEqual(own(10).metrics)
     expect(comparison.models[3]!.metrics).toEqual(own(40).metrics)
     expect(comparison.models[2]!.model.weights).toBe(join(runArg, 'round-1', 'train', 'trained_model.pt'))

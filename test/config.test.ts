@@ -19,7 +19,7 @@ describe('config', () => {
     expect(c.cluster.k).toBe(3000)
     expect(c.train.margin).toMatchObject({ s: 32, m1: 1, m2: 0.3, m3: 0 })
     expect(c.train).toMatchObject({ lr: 1e-4, head_lr_scale: 5, pct_start: 0.1, epochs: 10, batch_size: 128, weight_decay: 0 })
-    expect(c.train.head.plugin).toBe('nfhm.partial_fc:PartialFC_V2')
+    expect(c.train.head.plugin).toBe('nfhm.core.partial_fc:PartialFC_V2')
     expect(c.model.name).toBe('ViT-L/14@336px')
   })
 
@@ -117,5 +117,5 @@ describe('config loader on arbitrary input', () => {
       }),
       { numRuns: 1500, interruptAfterTimeLimit: 8000 },
     )
-  }, 20_000)
+  })
 })

@@ -117,7 +117,7 @@ print(json.dumps({"model": max((a[k].double() - b[k].double()).abs().max().item(
   evalOne!.forEach((e, i) => {
     for (const [name, metric] of Object.entries(e.metrics)) expect(evalTwo![i]!.metrics[name]!.estimate).toBeCloseTo(metric.estimate, 6)
   })
-}, 180_000)
+})
 
 test('under torchrun only rank 0 speaks the protocol: what any rank prints goes to the log', async () => {
   const log = join(root, 'torchrun-worker.log')
@@ -136,4 +136,4 @@ test('under torchrun only rank 0 speaks the protocol: what any rank prints goes 
   }
   // print() and a raw write to fd 1, on each of the two ranks
   expect(readFileSync(log, 'utf8').match(/noise 2/g)).toHaveLength(4)
-}, 60_000)
+})

@@ -13,7 +13,7 @@ test('doctor reports versions, the device and both transports, and exits 0', asy
   expect(run.stdout).toMatch(/^compute device\s+cpu \(/m)
   expect(run.stdout).toMatch(/^stdio round trip\s+\d+\.\d+ ms/m)
   expect(run.stdout).toMatch(/^pythonia round trip\s+\d+\.\d+ ms/m)
-}, 60_000)
+})
 
 test('doctor exits non-zero with a fix-it message when Python is missing', async () => {
   const run = await execa('node', [nfhm, 'doctor'], { cwd: repoRoot, reject: false, env: { NFHM_PYTHON: '/nonexistent/python' } })
@@ -28,4 +28,4 @@ test('doctor names a missing Python package and how to install it', async () => 
   const run = await execa('node', [nfhm, 'doctor'], { cwd: repoRoot, reject: false, env: { NFHM_PYTHON: join(bare, 'bin', 'python') } })
   expect(run.exitCode).toBe(1)
   expect(run.stderr).toMatch(/Python packages missing in .*bare-venv\/bin\/python: torch, faiss, pyarrow, numpy, PIL, sklearn: run `make setup`/)
-}, 60_000)
+})

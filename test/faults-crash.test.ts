@@ -115,7 +115,7 @@ test('SIGKILL of the CLI in each stage: no partial file is visible, and every re
   expect(recorded).toEqual(Array.from({ length: steps }, (_, i) => i))
   expect(existsSync(join(dir, 'run.lock'))).toBe(false)
   expect(filesUnder(dir, /\.tmp-\d+$/)).toEqual([])
-}, 150_000)
+})
 
 test('SIGKILL of the worker: the CLI exits non-zero within 1 s with the signal and the worker\'s last stderr lines; no process is left', async () => {
   const { file, dir } = config('kill-worker', (yaml) => slowModel(yaml).replace('epochs: 2', 'epochs: 20').replace(/loader_workers: 0\n/, 'loader_workers: 1\n'))
@@ -138,7 +138,7 @@ test('SIGKILL of the worker: the CLI exits non-zero within 1 s with the signal a
   expect(run.stderr).toMatch(/ran out of memory: lower batch_size or loader_workers; rerun this command: finished stages are kept/)
   expect(running(worker)).toBe(false)
   expect(await waitUntil(() => loaders.every((pid) => !running(pid)), 500)).toBe(true)
-}, 90_000)
+})
 
 test('a program whose pythonia worker died ends by itself once it has closed the worker: no timer keeps it alive', async () => {
   const program = execa('node', ['--import', 'tsx', join(repoRoot, 'test/fixtures/hold-worker.ts'), 'pythonia', 'outlive'], { cwd: repoRoot, reject: false })
@@ -152,7 +152,7 @@ test('a program whose pythonia worker died ends by itself once it has closed the
   expect(run.stdout).toContain('WorkerDiedError')
   expect(run.exitCode).toBe(0)
   process.stderr.write(`the program ended ${(exitedAt - killedAt).toFixed(0)} ms after its worker was killed\n`)
-}, 60_000)
+})
 
 test('a non-finite loss stops training, names the step and keeps the last good checkpoint', async () => {
   const { file, dir } = config('nan', (yaml) => yaml.replace('  augment:', '  margin: {plugin: "nfhm_faults:NanMarginLoss"}\n  augment:'))
@@ -168,7 +168,7 @@ test('a non-finite loss stops training, names the step and keeps the last good c
   expect(JSON.parse(readFileSync(join(dir, 'round-1', 'train', 'checkpoint.json'), 'utf8'))).toMatchObject({ step: 4 })
   expect(await readCheckpoint(checkpoint)).toEqual({ step: 4, finite: true })
   expect(existsSync(join(dir, 'round-1', 'train', 'train.json'))).toBe(false)
-}, 90_000)
+})
 
 test('a full disk (a file-size limit) is a clear error naming the file; earlier artifacts stay intact', async () => {
   const { file, runsDir, dir, cache } = config('disk-full')
@@ -188,4 +188,4 @@ test('a full disk (a file-size limit) is a clear error naming the file; earlier 
     expect.arrayContaining(['disk-full/images.arrow', 'disk-full/manifest.json', 'disk-full/round-1/cluster/cluster.json', 'disk-full/round-1/cluster/pseudo_labels.arrow']),
   )
   expect(filesUnder(cache, /shard-\d+\.arrow$/).length).toBeGreaterThan(0)
-}, 90_000)
+})

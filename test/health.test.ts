@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { LossHealth, TrainingDivergedError } from '../src/stages/health.js'
+import { LossHealth, TrainingDivergedError } from '../src/recipe/loss-health.js'
 import { Xoshiro128ss } from '../src/eval/prng.js'
 
 const opts = { patienceSteps: 300, minGradScale: 1e-4 }
@@ -34,7 +34,7 @@ describe('LossHealth', () => {
     expect(watch(losses, undefined, null, 400)).toEqual([])
   })
 
-  it('warns once when the loss never falls (the week-11 failure)', () => {
+  it('warns once when the loss never falls (a failure docs/compute-core.md lists)', () => {
     const warnings = watch(curve(1000, () => 16.1, 0.05))
     expect(warnings).toHaveLength(1)
     expect(warnings[0]).toMatch(/the loss has not fallen in 300 steps \(mean of 50 steps: 1[56]\.\d+, at the start 1[56]\.\d+\)/)

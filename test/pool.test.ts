@@ -1,8 +1,8 @@
-// Jobs over several workers (src/stages/pool.ts): every job runs once, on
+// Jobs over several workers (src/experiments/worker-pool.ts): every job runs once, on
 // whichever worker is free; after a failure nothing new starts, the running
 // jobs finish, and the first error is thrown.
 import { describe, expect, it } from 'vitest'
-import { runJobs, type PoolWorker } from '../src/stages/pool.js'
+import { runJobs, type PoolWorker } from '../src/experiments/worker-pool.js'
 
 const pool = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `worker ${i + 1}` }) as PoolWorker)
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))

@@ -1,4 +1,4 @@
-// A remote worker: `python -m nfhm.serve --listen` with a token, driven with
+// A remote worker: `python -m nfhm.rpc.serve --listen` with a token, driven with
 // `--worker tcp://host:port`. A client without the right token is refused
 // before any method runs; a run through it keeps the heavy files on the
 // server side (--worker-dir) and its records here; a server killed
@@ -107,7 +107,7 @@ test('a client without the token, or with a wrong one, is refused before any met
   } finally {
     await server.stop()
   }
-}, 60_000)
+})
 
 test('a run through the server keeps its heavy files there and its records here', async () => {
   const server = await startTcpServer(serverEnv)
@@ -135,7 +135,7 @@ test('a run through the server keeps its heavy files there and its records here'
   }
   const summary = JSON.parse(readFileSync(join(local, 'round-1', 'train', 'train.json'), 'utf8')) as { model: string }
   expect(summary.model).toBe(join(remote, 'round-1', 'train', 'trained_model.pt'))
-}, 120_000)
+})
 
 test('a server killed mid-training ends the CLI within seconds; --resume after a restart finishes the run', async () => {
   const port = await freePort()
@@ -170,4 +170,4 @@ test('a server killed mid-training ends the CLI within seconds; --resume after a
   const steps = readFileSync(join(local, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { step: number }).step)
   expect(steps).toEqual(Array.from({ length: 54 }, (_, i) => i))
   expect(existsSync(join(serverDir, 'killed', 'round-1', 'train', 'trained_model.pt'))).toBe(true)
-}, 120_000)
+})

@@ -4,8 +4,9 @@ import { join } from 'node:path'
 import { execa } from 'execa'
 import { describe, expect, test } from 'vitest'
 import { repoRoot } from '../src/bridge/python.js'
-import { RunDir, RunLockedError } from '../src/stages/rundir.js'
-import { keyOf, writeJsonAtomic } from '../src/stages/files.js'
+import { RunDir, RunLockedError } from '../src/run/run-dir.js'
+import { writeJsonAtomic } from '../src/run/atomic.js'
+import { keyOf } from '../src/run/keys.js'
 
 const fresh = () => mkdtempSync(join(tmpdir(), 'nfhm-run-'))
 

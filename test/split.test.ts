@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest'
-import { splitImages, TEST, TRAIN } from '../src/stages/split.js'
+import { splitImages, TEST, TRAIN } from '../src/recipe/split.js'
 
 const classes = Int32Array.from({ length: 1000 }, (_, i) => i % 10)
 

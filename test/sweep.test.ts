@@ -10,10 +10,9 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { repoRoot } from '../src/bridge/python.js'
 import { loadConfig } from '../src/config/load.js'
 import { resampleIndices } from '../src/eval/bootstrap.js'
-import type { ClusterSummary } from '../src/stages/cluster.js'
-import type { StoredEval } from '../src/stages/sweep.js'
-import { planSweep } from '../src/stages/sweep.js'
-import type { SweepSummary } from '../src/stages/sweep-summary.js'
+import { planSweep } from '../src/experiments/sweep.js'
+import type { ClusterSummary, EvalRecord } from '../src/run/records.js'
+import type { SweepSummary } from '../src/experiments/sweep-summary.js'
 import { runPythonJson } from './helpers/python.js'
 import { tinyDigitsRun, type TinyRun } from './helpers/tiny-run.js'
 
@@ -61,7 +60,7 @@ describe('nfhm sweep on digits', () => {
     })
     if (firstRun.exitCode !== 0) throw new Error(`sweep failed:\n${firstRun.stderr}`)
     sweep = readJson<SweepSummary>(join(dir, 'sweep.json'))
-  }, 120_000)
+  })
 
   it('writes every artifact: sweep.json, the report and its charts, one complete sub-run per (K, seed)', () => {
     for (const name of ['sweep.md', 'retrieval.svg', 'agreement.svg', 'cluster-sizes.svg']) expect(existsSync(join(dir, 'report', name)), name).toBe(true)
@@ -96,7 +95,7 @@ describe('nfhm sweep on digits', () => {
   it("agrees with the sub-runs' eval.json and cluster.json", () => {
     expect(sweep.points.map((p) => p.k)).toEqual(KS)
     for (const r of sweep.runs) {
-      const [own] = readJson<StoredEval[]>(join(runDir(r.k, r.seed), 'eval.json'))
+      const [own] = readJson<EvalRecord[]>(join(runDir(r.k, r.seed), 'eval.json'))
       expect(r.eval!.metrics).toEqual(own!.metrics)
       expect(r.eval!.queries).toBe(own!.queries)
       const cluster = readJson<ClusterSummary>(join(runDir(r.k, r.seed), 'round-1', 'cluster', 'cluster.json'))
@@ -105,7 +104,7 @@ describe('nfhm sweep on digits', () => {
     for (const p of sweep.points) {
       const runs = sweep.runs.filter((r) => r.k === p.k)
       for (const [metric, m] of Object.entries(p.retrieval!)) {
-        const perSeed = runs.map((r) => readJson<StoredEval[]>(join(runDir(r.k, r.seed), 'eval.json'))[0]!.metrics[metric]!.estimate)
+        const perSeed = runs.map((r) => readJson<EvalRecord[]>(join(runDir(r.k, r.seed), 'eval.json'))[0]!.metrics[metric]!.estimate)
         expect(m.per_seed).toEqual(perSeed)
         expect(m.estimate).toBeCloseTo((perSeed[0]! + perSeed[1]!) / 2, 12)
         expect(m.lower).toBeLessThanOrEqual(m.estimate)

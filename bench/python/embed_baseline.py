@@ -2,7 +2,7 @@
 
     python bench/python/embed_baseline.py '{"images": "test.arrow", "model": "ViT-T/4@28px", ...}'
 
-The model and its eval transform come from nfhm.model.load, as in the nfhm run; a DataLoader
+The model and its eval transform come from nfhm.core.model.load, as in the nfhm run; a DataLoader
 with the same batch size and workers decodes the PNGs, the model runs under inference_mode,
 and the embeddings are saved with np.save. Prints one JSON line: the wall time from the
 DataLoader's creation to the saved file (the model is loaded before the clock starts).
@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from nfhm.model import load
-from nfhm.threads import cores_shared
+from nfhm.core.model import load
+from nfhm.core.threads import cores_shared
 
 
 class Images:

@@ -20,7 +20,7 @@ import torch
 from pytorch_metric_learning.utils import common_functions
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
-from nfhm.shards import read_embeddings
+from nfhm.core.shards import read_embeddings
 
 METRICS = ("precision_at_1", "r_precision", "mean_average_precision_at_r")
 

@@ -16,7 +16,7 @@ import time
 import faiss
 import numpy as np
 
-from nfhm.shards import read_embeddings
+from nfhm.core.shards import read_embeddings
 
 
 def main() -> None:

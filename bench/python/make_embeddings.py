@@ -1,4 +1,4 @@
-"""Synthetic embedding shards for the benchmarks, in the layout embed.shard writes (nfhm.shards).
+"""Synthetic embedding shards for the benchmarks, in the layout embed.shard writes (nfhm.core.shards).
 
     python bench/python/make_embeddings.py '{"out_dir": "...", "rows": 30000, "dim": 768, "classes": 100, ...}'
 
@@ -17,7 +17,8 @@ import sys
 import numpy as np
 import pyarrow as pa
 
-from nfhm import protocol, shards
+from nfhm.core.shards import embedding_table
+from nfhm.core.table_files import write_table_file
 
 
 def main() -> None:
@@ -34,9 +35,9 @@ def main() -> None:
         noise = rng.standard_normal((stop - start, dim), dtype=np.float32)
         vectors = centres[labels[start:stop]] + np.float32(cfg["spread"]) * noise
         paths.append(os.path.join(cfg["out_dir"], f"shard-{len(paths):05d}.arrow"))
-        protocol.write_table_file(paths[-1], shards.embedding_table(ids[start:stop], vectors))
+        write_table_file(paths[-1], embedding_table(ids[start:stop], vectors))
     labels_path = os.path.join(cfg["out_dir"], "labels.arrow")
-    protocol.write_table_file(labels_path, pa.table({"id": ids, "label": labels}))
+    write_table_file(labels_path, pa.table({"id": ids, "label": labels}))
     print(json.dumps({"shards": paths, "labels": labels_path}))
 
 

@@ -11,23 +11,26 @@ from typing import Any
 
 import numpy as np
 
-from nfhm import protocol, shards
-from nfhm.worker import Tables, Worker, method
+from nfhm.core.shards import embedding_table
+from nfhm.core.table_files import write_table_file
+from nfhm.methods.handler import Handler, Result, Tables
+from nfhm.methods.state import WorkerState
 
 TABLE = "bench.embeddings"
 
 
-@method("bench.make_embeddings")
-def make_embeddings(worker: Worker, params: dict[str, Any], tables: Tables) -> dict[str, Any]:
-    rng = np.random.default_rng(params["seed"])
-    vectors = rng.standard_normal((params["rows"], params["dim"]), dtype=np.float32)
-    table = shards.embedding_table(np.arange(params["rows"]), vectors)
-    worker.state[TABLE] = table
-    if params["path"] is not None:
-        protocol.write_table_file(params["path"], table)
+def make_embeddings(state: WorkerState, tables: Tables, *, seed: int, rows: int, dim: int, path: str | None) -> Result:
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((rows, dim), dtype=np.float32)
+    table = embedding_table(np.arange(rows), vectors)
+    state.extensions[TABLE] = table
+    if path is not None:
+        write_table_file(path, table)
     return {"bytes": table.nbytes}
 
 
-@method("bench.embeddings")
-def embeddings(worker: Worker, params: dict[str, Any], tables: Tables) -> tuple[dict[str, Any], Tables]:
-    return {}, {"table": worker.state[TABLE]}
+def embeddings(state: WorkerState, tables: Tables) -> tuple[dict[str, Any], Tables]:
+    return {}, {"table": state.extensions[TABLE]}
+
+
+METHODS: dict[str, Handler] = {"bench.make_embeddings": make_embeddings, "bench.embeddings": embeddings}

@@ -2,13 +2,13 @@
 
     python bench/python/train_baseline.py '{"images": "train.arrow", "steps": 150, ...}'
 
-Same model config (nfhm.model), PartialFC_V2 head and CombinedMarginLoss, AdamW groups, torch's
+Same model config (nfhm.core.model), PartialFC_V2 head and CombinedMarginLoss, AdamW groups, torch's
 OneCycleLR stepped every iteration, batch, augmentation, torch threads and DataLoader workers as
 the nfhm run it is compared with. As in the group's loop, the DataLoader decodes every PNG each
 time it is drawn; with "decode_once" it decodes them all into memory first, as nfhm's
-train.start does (nfhm.train.decode_all). Prints one JSON line: the wall time of the step loop
-(first batch requested to last optimizer step) and of the setup, and what the backbone
-gradient norm that nfhm computes every step would cost (timed apart, after the loop).
+train.start does (nfhm.core.train_images.decode_all). Prints one JSON line: the wall time of
+the step loop (first batch requested to last optimizer step) and of the setup, and what the
+backbone gradient norm that nfhm computes every step would cost (timed apart, after the loop).
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from nfhm import data
-from nfhm.losses import CombinedMarginLoss
-from nfhm.model import load
-from nfhm.partial_fc import PartialFC_V2
-from nfhm.threads import cores_shared
-from nfhm.train import decode_all
-from nfhm.training import make_optimizer, make_scheduler
-from nfhm.transforms import Augmentation, TrainTransform
+from nfhm.core.images import open_rgb
+from nfhm.core.losses import CombinedMarginLoss
+from nfhm.core.model import load
+from nfhm.core.partial_fc import PartialFC_V2
+from nfhm.core.threads import cores_shared
+from nfhm.core.train_images import decode_all
+from nfhm.core.train_step import make_optimizer, make_scheduler
+from nfhm.core.transforms import Augmentation, TrainTransform
 
 
 NORM_REPEATS = 20
@@ -43,12 +43,12 @@ class Images:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        image = Image.fromarray(self.decoded[i]) if self.decoded is not None else data.open_rgb(self.paths[i])
+        image = Image.fromarray(self.decoded[i]) if self.decoded is not None else open_rgb(self.paths[i])
         return self.transform(image), self.labels[i]
 
 
 def grad_norm_seconds(backbone: torch.nn.Module) -> float:
-    """nfhm.training.train_step's backbone gradient norm, per evaluation."""
+    """nfhm.core.train_step.train_step's backbone gradient norm, per evaluation."""
     started = time.perf_counter()
     for _ in range(NORM_REPEATS):
         grads = [p.grad for p in backbone.parameters() if p.grad is not None]

@@ -1,4 +1,4 @@
-// The socket wire format (python/nfhm/serve.py): a JSON control line, then
+// The socket wire format (python/nfhm/rpc/serve.py): a JSON control line, then
 // the Arrow IPC frames its "tables" list names, each behind an 8-byte
 // little-endian length.
 import { tableFromIPC, tableToIPC, type Table } from 'apache-arrow'

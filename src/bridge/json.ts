@@ -1,4 +1,4 @@
-// The JSON dialect of the worker protocol (python/nfhm/protocol.py):
+// The JSON dialect of the worker protocol (python/nfhm/rpc/wire.py):
 // NaN and +-Infinity cross as {"$float": "nan"|"inf"|"-inf"}, integers beyond
 // 2^53 as {"$int": "<digits>"} (decoded to BigInt), so nothing is rounded or lost.
 

@@ -1,9 +1,11 @@
 // The worker's methods: one zod schema for the params and one for the result
-// of each. python/nfhm/worker.py and the modules it imports register the same
-// names. Paths in params are paths on the worker's machine; bulk data (image
-// lists, assignments, neighbour lists) crosses as the Arrow tables named in
-// each comment, never inside the JSON.
+// of each, and the layouts of the Arrow tables each takes and gives (tables.ts).
+// This is the only declaration of the contract: contract.ts turns it into the
+// JSON Schema that the Python side validates every call against. Paths in
+// params are paths on the worker's machine; bulk data (image lists,
+// assignments, neighbour lists) crosses as Arrow tables, never inside the JSON.
 import { z } from 'zod'
+import { augmentSchema, headSchema, marginSchema, modelSchema } from '../config/schema.js'
 import type { MethodTable } from './worker.js'
 
 /** A number that may be NaN or infinite (z.number() refuses both). */
@@ -20,18 +22,18 @@ export const helloResult = z.object({
     numpy: z.string(),
   }),
   device: z.object({ type: z.enum(['cpu', 'cuda']), name: z.string(), count: z.number().int() }),
+  /** Built-in methods, compared with this side's by checkHello (contract.ts). */
   methods: z.array(z.string()),
+  /** Methods registered by modules named in NFHM_WORKER_EXTENSIONS. */
+  extensions: z.array(z.string()),
+  /** sha256 of the contract.json the worker validates calls against. */
+  contract_sha256: z.string(),
   /** Processes behind this worker: 1, or the number of torchrun ranks. */
   world_size: z.number().int().positive(),
 })
 
-/** Which backbone, from which weights, through which loader plug-in. */
-export const modelSpec = z.object({
-  loader: z.string(), // "module:attribute", e.g. "nfhm.model:load"
-  name: z.string(), // "ViT-L/14@336px", "openclip:ViT-B-32", "pixels@28"
-  weights: z.string().nullable(),
-  image_size: z.number().int().positive().nullable(),
-})
+/** Which backbone, from which weights, through which loader plug-in (the config's `model`). */
+export const modelSpec = modelSchema
 export type ModelSpec = z.infer<typeof modelSpec>
 
 const badImage = z.object({ id: z.number().int(), path: z.string(), reason: z.string() })
@@ -41,8 +43,9 @@ export const workerMethods = {
   hello: { params: z.object({}), result: helloResult },
   echo: { params: z.record(z.string(), z.unknown()), result: z.record(z.string(), z.unknown()) },
 
-  /** Reads a CSV/Parquet table or an image-folder tree. Out: table `images` (path utf8, label utf8?, split utf8?). */
+  /** Reads a CSV/Parquet table or an image-folder tree. */
   'data.scan': {
+    tables: { out: { images: 'scanned_images' } },
     params: z.object({
       table: z.string().nullable(),
       folder: z.string().nullable(),
@@ -54,8 +57,9 @@ export const workerMethods = {
     result: z.object({ rows: z.number().int(), source: z.string(), sha256: z.string() }),
   },
 
-  /** Decodes every image, lists those that cannot be read. In: table `images` (id int32, path utf8). */
+  /** Decodes every image, lists those that cannot be read. */
   'data.check': {
+    tables: { in: { images: 'image_list' } },
     params: z.object({ loader_workers: z.number().int().nonnegative() }),
     result: z.object({ checked: z.number().int(), bad: z.array(badImage) }),
   },
@@ -72,8 +76,9 @@ export const workerMethods = {
     }),
   },
 
-  /** Embeds one shard. In: table `images` (id int32, path utf8). Writes `out` (id int32, embedding FixedSizeList<float32>[E]). */
+  /** Embeds one shard of `images`; writes `out`, an `embedding_shard` file. */
   'embed.shard': {
+    tables: { in: { images: 'image_list' } },
     params: z.object({
       model: modelSpec,
       out: z.string(),
@@ -89,8 +94,9 @@ export const workerMethods = {
     }),
   },
 
-  /** faiss k-means over embedding shards. Out: table `assignments` (id int32, cluster int32, distance float32). */
+  /** faiss k-means over embedding shards; with `out_dir`, also pseudo_labels.arrow (`pseudo_labels`) and the centroids. */
   'cluster.kmeans': {
+    tables: { out: { assignments: 'pseudo_labels' } },
     params: z.object({
       shards: z.array(z.string()),
       k: z.number().int().positive(),
@@ -115,8 +121,9 @@ export const workerMethods = {
     }),
   },
 
-  /** Exact cosine k-NN over L2-normalised embeddings. Out: table `neighbors` (query_id int32, ids FixedSizeList<int32>[k], similarities FixedSizeList<float32>[k]), nearest first. */
+  /** Exact cosine k-NN over L2-normalised embeddings, nearest first. */
   'search.knn': {
+    tables: { out: { neighbors: 'neighbors' } },
     params: z.object({
       query_shards: z.array(z.string()),
       gallery_shards: z.array(z.string()).nullable(), // null: the queries are the gallery
@@ -127,34 +134,22 @@ export const workerMethods = {
   },
 
   /**
-   * Opens a training session (model, head, margin loss, AdamW, data loader).
-   * In: table `train` (id int32, path utf8, label int32 pseudo-label in [0, num_classes)).
+   * Opens a training session (model, head, margin loss, AdamW, data loader)
+   * over `train`, whose labels are pseudo-labels in [0, num_classes).
    * With `resume`, restores everything from that checkpoint and reports its step.
    */
   'train.start': {
+    tables: { in: { train: 'training_images' } },
     params: z.object({
       model: modelSpec,
-      head: z.object({ plugin: z.string(), sample_rate: z.number(), sample_num_feat: z.number().int().nullable() }),
-      margin: z.object({
-        plugin: z.string(),
-        s: z.number(),
-        m1: z.number(),
-        m2: z.number(),
-        m3: z.number(),
-        interclass_filtering_threshold: z.number(),
-      }),
+      head: headSchema,
+      margin: marginSchema,
       num_classes: z.number().int().positive(),
       batch_size: z.number().int().positive(),
       weight_decay: z.number(),
       head_lr_scale: z.number(),
       precision: z.enum(['fp32', 'bf16', 'fp16']),
-      augment: z.object({
-        crop_scale: z.tuple([z.number(), z.number()]),
-        hflip_prob: z.number(),
-        randaug_ops: z.number().int(),
-        randaug_magnitude: z.number(),
-        erasing_prob: z.number(),
-      }),
+      augment: augmentSchema,
       seed: z.number().int(),
       loader_workers: z.number().int().nonnegative(),
       resume: z.string().nullable(),
@@ -209,7 +204,7 @@ export const workerMethods = {
     }),
   },
 
-  /** Reads an Arrow IPC file on the worker's machine. Out: table `table`. */
+  /** Reads an Arrow IPC file on the worker's machine; its rows come back as table `table`. */
   'files.read_table': {
     params: z.object({ path: z.string() }),
     result: z.object({ rows: z.number().int() }),

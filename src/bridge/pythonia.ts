@@ -1,5 +1,5 @@
 // The pythonia transport: the worker in a pythonia child of this process.
-// pythonia's own weak spots (bridge-and-platform.md) are covered here:
+// pythonia's own weak spots (measured; docs/architecture.md) are covered here:
 // - calls hang when the child dies: every call races the child's exit event;
 // - its 100 s request timeout would kill long work: 0 turns it off (a long
 //   timer instead would keep the CLI alive after the child died);
@@ -45,7 +45,6 @@ export async function startPythonia(opts: PythoniaOptions): Promise<Transport> {
       NFHM_PYTHON: opts.python,
       NFHM_WORKER_LOG: opts.logFile,
       NFHM_SCRATCH: opts.scratchDir,
-      NFHM_TRANSPORT: 'pythonia',
       REQ_TIMEOUT: '0',
     }),
   )
@@ -55,7 +54,7 @@ export async function startPythonia(opts: PythoniaOptions): Promise<Transport> {
   try {
     const imported = (await import('pythonia')) as unknown as PythoniaModule & { default?: PythoniaModule }
     ;({ python, com } = imported.default ?? imported)
-    modulePromise = python('nfhm.worker') // (re)starts the child
+    modulePromise = python('nfhm.rpc.pythonia') // (re)starts the child
   } catch (e) {
     active = false
     throw e

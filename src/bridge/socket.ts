@@ -1,4 +1,4 @@
-// The socket transport: `python -m nfhm.serve` as a child over stdio, or an
+// The socket transport: `python -m nfhm.rpc.serve` as a child over stdio, or an
 // already running server over TCP (with a shared token).
 import { connect, type Socket } from 'node:net'
 import type { Readable, Writable } from 'node:stream'
@@ -91,7 +91,7 @@ export interface StdioOptions {
 
 export async function startStdio(opts: StdioOptions): Promise<Transport> {
   const serve = ['--stdio']
-  const args = opts.torchrun ? torchrunArgs(opts.torchrun, serve) : ['-m', 'nfhm.serve', ...serve]
+  const args = opts.torchrun ? torchrunArgs(opts.torchrun, serve) : ['-m', 'nfhm.rpc.serve', ...serve]
   const child = execa(opts.python, args, {
     env: workerEnv(opts.env),
     extendEnv: false,

@@ -1,6 +1,6 @@
 // Launching the worker under torchrun: N processes per node that the
 // orchestrator drives as one worker. Rank 0 answers on torchrun's stdio (its
-// children inherit it); the other ranks follow rank 0 (python/nfhm/distributed.py)
+// children inherit it); the other ranks follow rank 0 (python/nfhm/rpc/torchrun.py)
 // and send their own stdout to stderr, so nothing else reaches the protocol.
 import { execa } from 'execa'
 import { trackChild } from './children.js'
@@ -16,7 +16,7 @@ export interface TorchrunLaunch {
 
 /**
  * The interpreter's arguments: torchrun (as `python -m torch.distributed.run`,
- * so the worker's own Python runs it), then `nfhm.serve` with `serveArgs`.
+ * so the worker's own Python runs it), then `nfhm.rpc.serve` with `serveArgs`.
  * One node without a port is `--standalone` (a free port of torchrun's
  * choosing, so runs side by side do not collide); otherwise the static
  * rendezvous at master_addr:master_port, which makes node 0 hold rank 0.
@@ -31,7 +31,7 @@ export function torchrunArgs(launch: TorchrunLaunch, serveArgs: string[]): strin
           `--master-addr=${launch.master_addr ?? '127.0.0.1'}`,
           `--master-port=${launch.master_port}`,
         ]
-  return ['-m', 'torch.distributed.run', `--nproc-per-node=${launch.nproc}`, ...where, '-m', 'nfhm.serve', ...serveArgs, '--distributed']
+  return ['-m', 'torch.distributed.run', `--nproc-per-node=${launch.nproc}`, ...where, '-m', 'nfhm.rpc.serve', ...serveArgs, '--distributed']
 }
 
 /**

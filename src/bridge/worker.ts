@@ -8,12 +8,15 @@ import { ProtocolError, WorkerError, WorkerTimeoutError } from './errors.js'
 import { startPythonia } from './pythonia.js'
 import { pythonInterpreter } from './python.js'
 import { connectTcp, startStdio } from './socket.js'
+import { checkTable, type TableLayoutName } from './tables.js'
 import type { TorchrunLaunch } from './torchrun.js'
 import type { Tables, Transport, TransportKind } from './transport.js'
 
 export interface MethodSpec {
   params: z.ZodType
   result: z.ZodType
+  /** Layouts of the Arrow tables the call takes (`in`) and gives (`out`), by table name. */
+  tables?: { in?: Record<string, TableLayoutName>; out?: Record<string, TableLayoutName> }
 }
 export type MethodTable = Record<string, MethodSpec>
 
@@ -62,6 +65,7 @@ export class Worker<M extends MethodTable> {
     if (!spec) throw new Error(`unknown worker method "${method}"`)
     const checked = spec.params.safeParse(params)
     if (!checked.success) throw new ProtocolError(`params of worker method "${method}": ${describeIssues(checked.error)}`)
+    checkTables(method, 'in', spec, opts.tables ?? {})
     const sent = this.transport.send(method, checked.data, opts.tables ?? {})
     const raw = await (opts.timeoutMs === undefined ? sent : this.withTimeout(sent, method, opts.timeoutMs))
     if (!raw.ok) {
@@ -72,6 +76,7 @@ export class Worker<M extends MethodTable> {
     if (!result.success) {
       throw new ProtocolError(`result of worker method "${method}" is invalid: ${describeIssues(result.error)}`)
     }
+    checkTables(method, 'out', spec, raw.tables)
     return { result: result.data as z.output<M[K]['result']>, tables: raw.tables }
   }
 
@@ -97,6 +102,19 @@ export class Worker<M extends MethodTable> {
       await this.transport.close()
     } finally {
       this.cleanup()
+    }
+  }
+}
+
+function checkTables(method: string, direction: 'in' | 'out', spec: MethodSpec, tables: Tables): void {
+  for (const [name, layout] of Object.entries(spec.tables?.[direction] ?? {})) {
+    const where = `${direction === 'in' ? 'table sent to' : 'table returned by'} worker method "${method}" ("${name}")`
+    const table = tables[name]
+    if (!table) throw new ProtocolError(`${where} is missing`)
+    try {
+      checkTable(table, layout, where)
+    } catch (e) {
+      throw new ProtocolError((e as Error).message)
     }
   }
 }

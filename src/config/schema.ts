@@ -1,6 +1,5 @@
 // The run configuration: every field, its default and what it may be.
-// Defaults are the group's recipe (unicom-facts.md section 4 and the week-11
-// report): K = 3,000 for 30,000 images, s=32 m1=1 m2=0.3 m3=0, AdamW lr 1e-4
+// Defaults are the group's recipe (README.md, "Your own images"): K = 3,000 for 30,000 images, s=32 m1=1 m2=0.3 m3=0, AdamW lr 1e-4
 // with the head at 5x, OneCycle with 10% warm-up, 10 epochs, batch 128.
 import { z } from 'zod'
 
@@ -39,7 +38,7 @@ export const dataSchema = z
 export const modelSchema = z.strictObject({
   name: z.string().default('ViT-L/14@336px'),
   weights: z.string().nullable().default(null).describe('UNICOM release file or nfhm trained_model.pt; null = random init'),
-  loader: pluginSpec.default('nfhm.model:load'),
+  loader: pluginSpec.default('nfhm.core.model:load'),
   image_size: positiveInt.nullable().default(null),
 })
 
@@ -73,8 +72,23 @@ export const augmentSchema = z.strictObject({
   crop_scale: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.08, 1]),
   hflip_prob: z.number().min(0).max(1).default(0.5),
   randaug_ops: z.number().int().nonnegative().default(2),
-  randaug_magnitude: z.number().min(0).max(30).default(9),
+  randaug_magnitude: z.number().min(0).max(10).default(9).describe('0..10, as in RandAugment'),
   erasing_prob: z.number().min(0).max(1).default(0.25),
+})
+
+export const marginSchema = z.strictObject({
+  plugin: pluginSpec.default('nfhm.core.losses:CombinedMarginLoss'),
+  s: z.number().positive().default(32),
+  m1: z.number().positive().default(1),
+  m2: z.number().min(0).default(0.3),
+  m3: z.number().min(0).default(0),
+  interclass_filtering_threshold: z.number().min(0).max(1).default(0),
+})
+
+export const headSchema = z.strictObject({
+  plugin: pluginSpec.default('nfhm.core.partial_fc:PartialFC_V2'),
+  sample_rate: z.number().gt(0).max(1).default(1),
+  sample_num_feat: positiveInt.nullable().default(null),
 })
 
 export const trainSchema = z.strictObject({
@@ -88,23 +102,8 @@ export const trainSchema = z.strictObject({
   seed: z.number().int().default(0),
   loader_workers: z.number().int().nonnegative().default(2),
   augment: augmentSchema.default(augmentSchema.parse({})),
-  margin: z
-    .strictObject({
-      plugin: pluginSpec.default('nfhm.losses:CombinedMarginLoss'),
-      s: z.number().positive().default(32),
-      m1: z.number().positive().default(1),
-      m2: z.number().min(0).default(0.3),
-      m3: z.number().min(0).default(0),
-      interclass_filtering_threshold: z.number().min(0).max(1).default(0),
-    })
-    .default({ plugin: 'nfhm.losses:CombinedMarginLoss', s: 32, m1: 1, m2: 0.3, m3: 0, interclass_filtering_threshold: 0 }),
-  head: z
-    .strictObject({
-      plugin: pluginSpec.default('nfhm.partial_fc:PartialFC_V2'),
-      sample_rate: z.number().gt(0).max(1).default(1),
-      sample_num_feat: positiveInt.nullable().default(null),
-    })
-    .default({ plugin: 'nfhm.partial_fc:PartialFC_V2', sample_rate: 1, sample_num_feat: null }),
+  margin: marginSchema.default(marginSchema.parse({})),
+  head: headSchema.default(headSchema.parse({})),
   chunk_steps: positiveInt.default(25).describe('steps per worker call (progress and schedule granularity)'),
   checkpoint_every: positiveInt.default(500).describe('steps between checkpoints (also at every epoch end)'),
   health: z

@@ -1,4 +1,13 @@
-// Metric keys as people write them in tables, charts and sentences.
+// Metric keys as people write them in tables, charts and sentences, and the
+// ones every report shows first.
+
+/** The metrics shown in tables and bars, in order. */
+export const HEADLINE = [
+  ['recall@1', 'Recall@1'],
+  ['map@r', 'MAP@R'],
+  ['r_precision', 'R-Precision'],
+  ['knn@20', 'k-NN@20'],
+] as const
 
 const FIXED: Record<string, string> = {
   'map@r': 'MAP@R',

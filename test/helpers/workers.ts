@@ -45,12 +45,12 @@ export interface TcpServer {
   stop(): Promise<void>
 }
 
-/** `python -m nfhm.serve --listen 127.0.0.1:<port>` (0: a free one) with a token file holding `token` (default: a fresh one), and `args`. */
+/** `python -m nfhm.rpc.serve --listen 127.0.0.1:<port>` (0: a free one) with a token file holding `token` (default: a fresh one), and `args`. */
 export async function startTcpServer(env: Record<string, string> = conformanceEnv, listen = 0, token?: string, args: string[] = []): Promise<TcpServer> {
   const dir = mkdtempSync(join(tmpdir(), 'nfhm-server-'))
   token ??= `token-${Math.random().toString(36).slice(2)}`
   writeFileSync(join(dir, 'token'), token)
-  const proc = execa(pythonInterpreter(), ['-m', 'nfhm.serve', '--listen', `127.0.0.1:${listen}`, '--token-file', join(dir, 'token'), ...args], {
+  const proc = execa(pythonInterpreter(), ['-m', 'nfhm.rpc.serve', '--listen', `127.0.0.1:${listen}`, '--token-file', join(dir, 'token'), ...args], {
     env: workerEnv(env),
     extendEnv: false,
     stdout: 'pipe',

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from nfhm import atomic
-from nfhm.atomic import NoRoomError, atomic_path
+from nfhm.core import atomic
+from nfhm.core.atomic import NoRoomError, atomic_path
 
 
 @pytest.fixture

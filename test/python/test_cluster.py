@@ -6,7 +6,7 @@ import faiss
 import numpy as np
 import pytest
 
-from nfhm.protocol import read_table_file
+from nfhm.core.table_files import read_table_file
 from worker_calls import call, call_error, write_shard
 
 SETTINGS = {"niter": 8, "nredo": 2, "seed": 123, "max_points_per_centroid": 256, "min_points_per_centroid": 39}

@@ -13,8 +13,8 @@ import torch
 from PIL import Image, ImageFile
 from torch.utils.data import DataLoader
 
-from nfhm.data import BadImage, ImageDataset, collate_images, open_rgb
-from nfhm.transforms import EvalTransform
+from nfhm.core.images import BadImage, ImageDataset, collate_images, open_rgb
+from nfhm.core.transforms import EvalTransform
 from worker_calls import call, call_error
 
 SCAN = {"table": None, "folder": None, "image_root": None, "path_column": "path", "label_column": None, "split_column": None}

@@ -1,7 +1,7 @@
 """Rank-aware worker methods: 2 gloo processes against 1 process.
 
 The two ranks run what a torchrun worker's ranks run (every collective method on every rank,
-nfhm.distributed initialised from torchrun's environment variables); the references are plain
+nfhm.core.world initialised from torchrun's environment variables); the references are plain
 computations in this process: BatchNorm over the whole batch, one-process embedding, search and
 training.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -20,11 +21,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from nfhm import distributed
-from nfhm.precision import Precision
-from nfhm.protocol import read_table_file, write_table_file
-from nfhm.sync_batchnorm import convert_to_global_batchnorm
-from nfhm.worker import COLLECTIVE, Worker, dispatch, method
+from nfhm.core import world
+from nfhm.core.precision import Precision
+from nfhm.core.sync_batchnorm import convert_to_global_batchnorm
+from nfhm.core.table_files import read_table_file, write_table_file
+from nfhm.methods.state import WorkerState
+from nfhm.rpc import torchrun
+from nfhm.rpc.registry import Registry
 from ports import free_port
 from synthetic_images import make_images
 from worker_calls import call
@@ -32,11 +35,11 @@ from worker_calls import call
 WORLD = 2
 IMAGES = 64
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
-MODEL = {"loader": "nfhm.model:load", "name": "ViT-T/4@28px", "weights": None, "image_size": None}
+MODEL = {"loader": "nfhm.core.model:load", "name": "ViT-T/4@28px", "weights": None, "image_size": None}
 TRAIN = {
     "model": MODEL,
-    "head": {"plugin": "nfhm.partial_fc:PartialFC_V2", "sample_rate": 1.0, "sample_num_feat": None},
-    "margin": {"plugin": "nfhm.losses:CombinedMarginLoss", "s": 32, "m1": 1, "m2": 0.3, "m3": 0, "interclass_filtering_threshold": 0},
+    "head": {"plugin": "nfhm.core.partial_fc:PartialFC_V2", "sample_rate": 1.0, "sample_num_feat": None},
+    "margin": {"plugin": "nfhm.core.losses:CombinedMarginLoss", "s": 32, "m1": 1, "m2": 0.3, "m3": 0, "interclass_filtering_threshold": 0},
     "num_classes": 7,  # 4 + 3 classes on the two ranks
     "batch_size": 16,  # global: 8 per rank
     "weight_decay": 0.0,
@@ -105,43 +108,51 @@ def found_inf_case(rank: int) -> dict[str, Any]:
 
 
 def rank_main(rank: int, port: int, folder: str) -> None:
-    """What a torchrun rank of `nfhm.serve --distributed` does, with rank 0's requests issued
+    """What a torchrun rank of `nfhm.rpc.serve --distributed` does, with rank 0's requests issued
     here instead of read from a client: rank 0 leads, rank 1 follows."""
     os.environ.update(
         RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
     torch.set_num_threads(1)
     out = Path(folder)
-    distributed.init()
-    method("test.rank_1_fails", collective=True)(rank_1_fails)
+    world.init()
+    registry = Registry([rank_faults()])
     try:
         results: dict[str, Any] = {"batchnorm": batchnorm_case(rank), "found_inf": found_inf_case(rank)}
-        worker = Worker()
+        state = WorkerState()
         if rank == 0:
-            results.update(lead(worker, out))
+            results.update(lead(registry, state, out))
         else:
-            distributed.follow(worker, dispatch)
+            torchrun.follow(state, registry)
         torch.save(results, out / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-def rank_1_fails(worker: Worker, params: dict[str, Any], tables: dict[str, pa.Table]) -> dict[str, Any]:
-    if distributed.world().rank == 1:
+def rank_1_fails(state: WorkerState, tables: dict[str, pa.Table]) -> dict[str, Any]:
+    if world.world().rank == 1:
         raise ValueError("only rank 1 fails")
     return {}
 
 
-def lead(worker: Worker, out: Path) -> dict[str, Any]:
-    run = distributed.lead(dispatch, COLLECTIVE.__contains__)
+def rank_faults() -> ModuleType:
+    """A worker extension with one collective method, as NFHM_WORKER_EXTENSIONS would load it."""
+    module = ModuleType("rank_faults")
+    module.METHODS = {"test.rank_1_fails": rank_1_fails}
+    module.COLLECTIVE = frozenset(module.METHODS)
+    return module
+
+
+def lead(registry: Registry, state: WorkerState, out: Path) -> dict[str, Any]:
+    run = torchrun.lead(registry)
 
     def call(name: str, params: dict[str, Any], tables: dict[str, pa.Table] | None = None) -> tuple[Any, Any]:
-        reply, out_tables = run(worker, name, params, tables or {})
+        reply, out_tables = run(state, name, params, tables or {})
         assert reply["ok"], reply["error"]["traceback"]
         return reply["result"], out_tables
 
     try:
-        follower_failure = run(worker, "test.rank_1_fails", {}, {})[0]
+        follower_failure = run(state, "test.rank_1_fails", {}, {})[0]
         table = read_table_file(str(out / "images.arrow"))
         embed = {"model": MODEL, "out": str(out / "two.arrow"), "batch_size": 5, "loader_workers": 0, "precision": "fp32"}
         call("embed.shard", embed, {"images": table})
@@ -154,9 +165,9 @@ def lead(worker: Worker, out: Path) -> dict[str, Any]:
         resumed = call("train.start", {**TRAIN, "resume": str(out / "two-ranks.pt")}, {"train": table})[0]
         losses += call("train.steps", SCHEDULE)[0]["loss"]
         call("train.export", {"model_path": str(out / "two-model.pt"), "centroids_path": str(out / "two-centres.npy")})
-        failure = run(worker, "train.steps", SCHEDULE, {})[0]  # no session any more, on either rank
+        failure = run(state, "train.steps", SCHEDULE, {})[0]  # no session any more, on either rank
     finally:
-        distributed.release_followers()
+        torchrun.release_followers()
     return {
         "neighbors": neighbors,
         "start": start,
@@ -218,13 +229,13 @@ def test_embedding_and_search_split_over_ranks_match_one_process(run: dict[str, 
 
 
 def one_process_training(table: pa.Table, folder: Path, resume: str | None, calls: int) -> tuple[list[float], Path, Path]:
-    worker = Worker()
-    call("train.start", {**TRAIN, "resume": resume}, {"train": table}, worker)
+    state = WorkerState()
+    call("train.start", {**TRAIN, "resume": resume}, {"train": table}, state)
     losses: list[float] = []
     for _ in range(calls):
-        losses += call("train.steps", SCHEDULE, {}, worker)[0]["loss"]
+        losses += call("train.steps", SCHEDULE, {}, state)[0]["loss"]
     model, centres = folder / "model.pt", folder / "centres.npy"
-    call("train.export", {"model_path": str(model), "centroids_path": str(centres)}, {}, worker)
+    call("train.export", {"model_path": str(model), "centroids_path": str(centres)}, {}, state)
     return losses, model, centres
 
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from nfhm.data import open_rgb
-from nfhm.model import create_model, load
-from nfhm.pixels import load as load_pixels
-from nfhm.protocol import read_table_file
-from nfhm.transforms import EvalTransform
-from nfhm.worker import Worker
+from nfhm.core.images import open_rgb
+from nfhm.core.model import create_model, load
+from nfhm.core.pixels import load as load_pixels
+from nfhm.core.table_files import read_table_file
+from nfhm.core.transforms import EvalTransform
+from nfhm.methods.state import WorkerState
 from worker_calls import call, call_error
 
 SMALL = "ViT-T/4@28px"
@@ -30,7 +30,7 @@ def weights(tmp_path_factory) -> str:
     return str(path)
 
 
-def spec(weights: str | None = None, name: str = SMALL, loader: str = "nfhm.model:load", image_size=None):
+def spec(weights: str | None = None, name: str = SMALL, loader: str = "nfhm.core.model:load", image_size=None):
     return {"loader": loader, "name": name, "weights": weights, "image_size": image_size}
 
 
@@ -59,9 +59,9 @@ def images_table(ids, paths) -> pa.Table:
     return pa.table({"id": pa.array(ids, pa.int32()), "path": pa.array(paths, pa.string())})
 
 
-def embed(worker, model_spec, ids, paths, out, workers=0, precision="fp32", batch_size=4):
+def embed(state, model_spec, ids, paths, out, workers=0, precision="fp32", batch_size=4):
     params = {"model": model_spec, "out": str(out), "batch_size": batch_size, "loader_workers": workers, "precision": precision}
-    return call("embed.shard", params, {"images": images_table(ids, paths)}, worker)[0]
+    return call("embed.shard", params, {"images": images_table(ids, paths)}, state)[0]
 
 
 def read_shard(path):
@@ -71,7 +71,7 @@ def read_shard(path):
 
 def test_embed_shard_equals_a_plain_loop_and_lists_every_bad_file(tmp_path, weights, collection):
     ids, paths, bad_ids = collection
-    result = embed(Worker(), spec(weights), ids, paths, tmp_path / "sub" / "shard.arrow")
+    result = embed(WorkerState(), spec(weights), ids, paths, tmp_path / "sub" / "shard.arrow")
 
     model, transform = load(SMALL, weights)
     good = [(i, p) for i, p in zip(ids, paths) if i not in bad_ids]
@@ -93,11 +93,11 @@ def test_embed_shard_equals_a_plain_loop_and_lists_every_bad_file(tmp_path, weig
 
 def test_loader_workers_give_the_same_rows_and_the_model_is_loaded_once(tmp_path, weights, collection):
     ids, paths, _ = collection
-    worker = Worker()
-    embed(worker, spec(weights), ids, paths, tmp_path / "a.arrow", workers=0)
-    loaded = worker.state["embed.model"]
-    embed(worker, spec(weights), ids, paths, tmp_path / "b.arrow", workers=2, batch_size=3)
-    assert worker.state["embed.model"] is loaded
+    state = WorkerState()
+    embed(state, spec(weights), ids, paths, tmp_path / "a.arrow", workers=0)
+    loaded = state.model
+    embed(state, spec(weights), ids, paths, tmp_path / "b.arrow", workers=2, batch_size=3)
+    assert state.model is loaded
     a, b = read_shard(tmp_path / "a.arrow"), read_shard(tmp_path / "b.arrow")
     assert a[0] == b[0]
     np.testing.assert_array_equal(a[1], b[1])
@@ -106,16 +106,16 @@ def test_loader_workers_give_the_same_rows_and_the_model_is_loaded_once(tmp_path
 def test_a_rewritten_weights_file_is_a_new_model(tmp_path, collection):
     ids, paths, _ = collection
     path = str(tmp_path / "w.pt")
-    worker = Worker()
+    state = WorkerState()
     torch.manual_seed(1)
     torch.save(create_model(SMALL).state_dict(), path)
-    first = call("model.describe", {"model": spec(path)}, worker=worker)[0]
-    embed(worker, spec(path), ids[:2], paths[:2], tmp_path / "1.arrow")
+    first = call("model.describe", {"model": spec(path)}, state=state)[0]
+    embed(state, spec(path), ids[:2], paths[:2], tmp_path / "1.arrow")
     torch.manual_seed(2)
     torch.save(create_model(SMALL).state_dict(), path)
     os.utime(path, ns=(1, 1))  # a distinct mtime even on coarse-clock file systems
-    second = call("model.describe", {"model": spec(path)}, worker=worker)[0]
-    embed(worker, spec(path), ids[:2], paths[:2], tmp_path / "2.arrow")
+    second = call("model.describe", {"model": spec(path)}, state=state)[0]
+    embed(state, spec(path), ids[:2], paths[:2], tmp_path / "2.arrow")
     assert first["weights_sha256"] != second["weights_sha256"]
     assert not np.allclose(read_shard(tmp_path / "1.arrow")[1], read_shard(tmp_path / "2.arrow")[1])
 
@@ -123,16 +123,16 @@ def test_a_rewritten_weights_file_is_a_new_model(tmp_path, collection):
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_reduced_precision_stays_close_to_fp32(tmp_path, weights, collection, precision):
     ids, paths, _ = collection
-    worker = Worker()
-    embed(worker, spec(weights), ids, paths, tmp_path / "fp32.arrow")
-    embed(worker, spec(weights), ids, paths, tmp_path / "low.arrow", precision=precision)
+    state = WorkerState()
+    embed(state, spec(weights), ids, paths, tmp_path / "fp32.arrow")
+    embed(state, spec(weights), ids, paths, tmp_path / "low.arrow", precision=precision)
     full, low = read_shard(tmp_path / "fp32.arrow")[1], read_shard(tmp_path / "low.arrow")[1]
     cosine = (full * low).sum(1) / np.linalg.norm(full, axis=1) / np.linalg.norm(low, axis=1)
     assert cosine.min() > 0.99
 
 
 def test_a_shard_of_only_bad_images_writes_an_empty_file_of_the_right_width(tmp_path, weights):
-    result = embed(Worker(), spec(weights), [1, 2], [str(tmp_path / "no.png"), str(tmp_path / "pe.png")], tmp_path / "e.arrow")
+    result = embed(WorkerState(), spec(weights), [1, 2], [str(tmp_path / "no.png"), str(tmp_path / "pe.png")], tmp_path / "e.arrow")
     out_ids, _, schema = read_shard(tmp_path / "e.arrow")
     assert out_ids == [] and result["rows"] == 0 and len(result["bad"]) == 2
     assert schema.field("embedding").type.list_size == result["dim"] == create_model(SMALL).embedding_size
@@ -151,7 +151,7 @@ def test_describe_reports_sizes_transform_hash_and_parameters(weights):
 
 
 def test_describe_finds_the_embedding_size_by_a_forward_pass_when_the_model_does_not_say(monkeypatch):
-    monkeypatch.delattr("nfhm.model.VisionTransformer.embedding_size")
+    monkeypatch.delattr("nfhm.core.model.VisionTransformer.embedding_size")
     assert call("model.describe", {"model": spec()})[0]["embedding_size"] == create_model(SMALL).config.embedding_size
 
 
@@ -167,8 +167,8 @@ def test_an_unknown_loader_or_missing_images_table_is_a_clear_error(tmp_path):
 
 def test_pixels_embed_the_flattened_transform(tmp_path, collection):
     ids, paths, bad_ids = collection
-    pixels = spec(name="pixels@16", loader="nfhm.pixels:load")
-    embed(Worker(), pixels, ids, paths, tmp_path / "p.arrow")
+    pixels = spec(name="pixels@16", loader="nfhm.core.pixels:load")
+    embed(WorkerState(), pixels, ids, paths, tmp_path / "p.arrow")
     transform = EvalTransform(16)
     good = [p for i, p in zip(ids, paths) if i not in bad_ids]
     expected = np.stack([transform(open_rgb(p)).reshape(-1).numpy() for p in good])
@@ -176,7 +176,7 @@ def test_pixels_embed_the_flattened_transform(tmp_path, collection):
 
 
 def test_pixels_describe_and_name_rules():
-    described = call("model.describe", {"model": spec(name="pixels@28", loader="nfhm.pixels:load")})[0]
+    described = call("model.describe", {"model": spec(name="pixels@28", loader="nfhm.core.pixels:load")})[0]
     assert described == {
         "embedding_size": 3 * 28 * 28,
         "image_size": 28,
@@ -184,7 +184,7 @@ def test_pixels_describe_and_name_rules():
         "weights_sha256": None,
         "parameters": 0,
     }
-    other = call("model.describe", {"model": spec(name="pixels", loader="nfhm.pixels:load", image_size=32)})[0]
+    other = call("model.describe", {"model": spec(name="pixels", loader="nfhm.core.pixels:load", image_size=32)})[0]
     assert other["transform"] != described["transform"] and other["embedding_size"] == 3 * 32 * 32
     with pytest.raises(ValueError, match="no weights"):
         load_pixels("pixels@28", weights="w.pt")

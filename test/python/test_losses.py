@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from nfhm.losses import CombinedMarginLoss
+from nfhm.core.losses import CombinedMarginLoss
 
 # (name, s, m1, m2, m3)
 MARGINS = [

@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from nfhm.checkpoint import CheckpointError
-from nfhm.model import available_models, create_model, load
-from nfhm.transforms import (
+from nfhm.core.checkpoint import CheckpointError
+from nfhm.core.model import available_models, create_model, load
+from nfhm.core.transforms import (
     AUGMENTATIONS,
     CLIP_MEAN,
     CLIP_STD,
@@ -281,8 +281,8 @@ def test_strength_is_configuration() -> None:
 
 def test_core_imports_no_torchvision() -> None:
     code = (
-        "import sys, nfhm.model, nfhm.partial_fc, nfhm.losses, nfhm.transforms, nfhm.precision, "
-        "nfhm.plugins, nfhm.training, nfhm.checkpoint; "
+        "import importlib, pkgutil, sys, nfhm.core; "
+        "[importlib.import_module(m.name) for m in pkgutil.iter_modules(nfhm.core.__path__, 'nfhm.core.')]; "
         "bad = [m for m in ('torchvision', 'open_clip') if m in sys.modules]; "
         "assert not bad, bad"
     )

@@ -15,8 +15,8 @@ try:
 except Exception as err:  # absent, or torchvision failing to load beside this torch
     pytest.skip(f"open_clip unavailable: {err}", allow_module_level=True)
 
-from nfhm.checkpoint import CheckpointError
-from nfhm.model import load
+from nfhm.core.checkpoint import CheckpointError
+from nfhm.core.model import load
 
 ARCH = "nfhm-tiny-clip"
 TINY_CONFIG = {

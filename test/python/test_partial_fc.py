@@ -11,8 +11,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from nfhm.losses import CombinedMarginLoss
-from nfhm.partial_fc import PartialFC_V2
+from nfhm.core.losses import CombinedMarginLoss
+from nfhm.core.partial_fc import PartialFC_V2
 from ports import free_port
 
 EMBEDDING = 16

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from nfhm import losses, model, partial_fc
-from nfhm.plugins import DEFAULT_SPECS, PluginError, resolve
-from nfhm.precision import Precision
-from nfhm.training import make_optimizer, make_scheduler, train_step
+from nfhm.core import losses, model, partial_fc
+from nfhm.core.plugins import DEFAULT_SPECS, PluginError, resolve
+from nfhm.core.precision import Precision
+from nfhm.core.train_step import make_optimizer, make_scheduler, train_step
 
 # Stands in for a user's UNICOM checkout: UNICOM's signatures and conventions (load ignores
 # device and returns train mode; the head wants int64 labels and one fixed batch size; the
@@ -21,8 +21,8 @@ from nfhm.training import make_optimizer, make_scheduler, train_step
 UNICOM_LIKE = """
 import torch
 import torch.nn.functional as F
-from nfhm.model import create_model
-from nfhm.transforms import EvalTransform
+from nfhm.core.model import create_model
+from nfhm.core.transforms import EvalTransform
 
 calls = []
 
@@ -79,7 +79,7 @@ def test_defaults_resolve_to_nfhm() -> None:
     assert resolve(DEFAULT_SPECS["backbone"]) is model.load
     assert resolve(DEFAULT_SPECS["head"]) is partial_fc.PartialFC_V2
     assert resolve(DEFAULT_SPECS["margin_loss"]) is losses.CombinedMarginLoss
-    assert resolve("nfhm.model:CONFIGS.get") == model.CONFIGS.get  # dotted attributes
+    assert resolve("nfhm.core.model:CONFIGS.get") == model.CONFIGS.get  # dotted attributes
 
 
 @pytest.mark.parametrize(
@@ -88,7 +88,7 @@ def test_defaults_resolve_to_nfhm() -> None:
         ("nfhm.model", "must look like"),
         (":load", "must look like"),
         ("nfhm.no_such_module:load", "cannot import module 'nfhm.no_such_module'"),
-        ("nfhm.model:no_such_loader", "has no attribute 'no_such_loader'"),
+        ("nfhm.core.model:no_such_loader", "has no attribute 'no_such_loader'"),
     ],
 )
 def test_bad_specs_name_the_spec(spec: str, message: str) -> None:

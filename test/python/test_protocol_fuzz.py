@@ -11,17 +11,19 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nfhm import protocol
-from nfhm.serve import Disconnected, authenticate, read_message, serve_stream
-from nfhm.worker import Worker
+from nfhm.methods.state import WorkerState
+from nfhm.rpc import wire
+from nfhm.rpc.registry import Registry
+from nfhm.rpc.serve import Disconnected, authenticate, read_message, serve_stream
 
 MAX_FRAME = 1 << 16
 FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+REGISTRY = Registry()
 
 
 def frame_bytes(table: pa.Table) -> bytes:
     out = io.BytesIO()
-    protocol.write_frame(out, table)
+    wire.write_frame(out, table)
     return out.getvalue()
 
 
@@ -71,7 +73,7 @@ def replies(data: bytes) -> list[dict]:
 @given(streams)
 def test_serve_stream_answers_or_returns_on_any_bytes(data):
     out = io.BytesIO()
-    serve_stream(Worker(), io.BytesIO(data), out, MAX_FRAME)
+    serve_stream(WorkerState(), io.BytesIO(data), out, MAX_FRAME, REGISTRY.dispatch)
     for reply in replies(out.getvalue()):
         assert isinstance(reply["ok"], bool)
         if not reply["ok"]:
@@ -96,6 +98,6 @@ def test_authentication_refuses_any_bytes_without_the_token(data):
 @given(st.binary(max_size=200) | st.text(max_size=200) | st.integers(1, 5000).map(lambda n: "[" * n + "]" * n))
 def test_loads_gives_a_value_or_a_protocol_error(text):
     try:
-        protocol.loads(text)
-    except protocol.ProtocolError:
+        wire.loads(text)
+    except wire.ProtocolError:
         pass

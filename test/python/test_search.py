@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from nfhm import search
+from nfhm.methods import search
 from worker_calls import call, call_error, write_shard
 
 

@@ -10,7 +10,7 @@ import pytest
 
 PROBE = """
 import json, faiss, torch
-from nfhm.threads import cores_shared
+from nfhm.core.threads import cores_shared
 before = (torch.get_num_threads(), faiss.omp_get_max_threads())
 with cores_shared({workers}) as inside:
     pass

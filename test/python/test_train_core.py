@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from nfhm.losses import CombinedMarginLoss
-from nfhm.model import VisionTransformer, ViTConfig, load
-from nfhm.partial_fc import PartialFC_V2
-from nfhm.precision import Precision
-from nfhm.training import make_optimizer, make_scheduler, train_step
-from nfhm.transforms import EvalTransform
+from nfhm.core.losses import CombinedMarginLoss
+from nfhm.core.model import VisionTransformer, ViTConfig, load
+from nfhm.core.partial_fc import PartialFC_V2
+from nfhm.core.precision import Precision
+from nfhm.core.train_step import make_optimizer, make_scheduler, train_step
+from nfhm.core.transforms import EvalTransform
 
 from synthetic_images import NUM_PATTERNS, make_images
 

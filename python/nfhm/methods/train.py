@@ -1,0 +1,197 @@
+"""`train.start`, `train.steps`, `train.checkpoint` and `train.export`: one training session
+(nfhm/core/train_session.py) per worker, stepped as the orchestrator's schedule asks.
+
+Under torchrun every rank runs these methods (all are collective); rank 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..core.atomic import atomic_path
+from ..core.model_spec import ModelSpec, build_model
+from ..core.precision import Precision
+from ..core.threads import cores_shared
+from ..core.train_checkpoint import restore, whole_state
+from ..core.train_images import TrainImages, decode_all
+from ..core.train_session import (
+    RANK_STREAM,
+    HeadSpec,
+    MarginSpec,
+    Session,
+    class_rows,
+    head_parameters,
+    make_head,
+    sample_seed,
+)
+from ..core.train_step import NonFiniteLoss, make_optimizer, train_step
+from ..core.transforms import Augmentation, AugmentSpec, TrainTransform
+from ..core.world import data_parallel, gather_rows_to_leader, world
+from .handler import Handler, Result, Tables
+from .state import WorkerState
+
+
+def _session(state: WorkerState) -> Session:
+    if state.session is None:
+        raise RuntimeError("no training session: call train.start first")
+    return state.session
+
+
+def start(
+    state: WorkerState,
+    tables: Tables,
+    *,
+    model: ModelSpec,
+    head: HeadSpec,
+    margin: MarginSpec,
+    num_classes: int,
+    batch_size: int,
+    weight_decay: float,
+    head_lr_scale: float,
+    precision: Literal["fp32", "bf16", "fp16"],
+    augment: AugmentSpec,
+    seed: int,
+    loader_workers: int,
+    resume: str | None,
+) -> Result:
+    """A new session over table `train` (id, path, label: pseudo-labels in [0, num_classes))."""
+    state.session = None
+    table = tables["train"]
+    paths = table["path"].to_pylist()
+    labels = table["label"].to_numpy().astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"pseudo-labels must lie in [0, {num_classes}); got [{labels.min()}, {labels.max()}]")
+    if len(paths) < batch_size:
+        raise ValueError(f"{len(paths)} training images cannot fill one batch of {batch_size}; lower train.batch_size")
+    ranks = world()
+    if batch_size % ranks.size:
+        raise ValueError(
+            f"train.batch_size={batch_size} is the global batch and must split evenly over the {ranks.size} processes"
+        )
+
+    torch.manual_seed(seed)
+    device = ranks.device()
+    backbone_model, _, embedding_size, image_size = build_model(model, device)
+    backbone_model.train()
+    backbone_model, backbone = data_parallel(backbone_model)
+    head_module = make_head(head, margin, embedding_size, num_classes, seed, ranks)
+    # Drop-path draws from the global RNG: a stream of its own on every rank.
+    torch.manual_seed(sample_seed(seed, RANK_STREAM, ranks.rank))
+    optimizer = make_optimizer(
+        backbone_model, head_module, lr=1.0, head_lr_scale=head_lr_scale, weight_decay=weight_decay
+    )
+    policy = Precision.from_name(precision, device, process_group=dist.group.WORLD if ranks.size > 1 else None)
+    transform = TrainTransform(image_size, Augmentation.from_params(augment))
+    images = TrainImages(paths, labels, transform, decode_all(paths, loader_workers))
+    session = Session(
+        model=backbone_model,
+        backbone=backbone,
+        head=head_module,
+        optimizer=optimizer,
+        precision=policy,
+        images=images,
+        device=device,
+        batch_size=batch_size,
+        seed=seed,
+        loader_workers=loader_workers,
+        steps_per_epoch=len(paths) // batch_size,
+        num_classes=num_classes,
+        embedding_size=embedding_size,
+        world=ranks,
+    )
+    if resume:
+        restore(session, resume)
+    state.session = session
+    return {
+        "steps_per_epoch": session.steps_per_epoch,
+        "start_step": session.step,
+        "embedding_size": embedding_size,
+        "parameters": {
+            "backbone": sum(p.numel() for p in backbone_model.parameters()),
+            "head": head_parameters(head_module, num_classes),
+        },
+        "device": str(device),
+    }
+
+
+def steps(
+    state: WorkerState, tables: Tables, *, lr: list[tuple[float, float]], beta1: list[tuple[float, float]]
+) -> Result:
+    """Step i uses lr[i] = [backbone, head] and beta1[i]; stops before applying a non-finite loss."""
+    session = _session(state)
+    started = time.perf_counter()
+    first_step = session.step
+    losses: list[float] = []
+    grad_norms: list[float] = []
+    nonfinite: int | None = None
+    with cores_shared(session.loader_workers):
+        for lrs, betas in zip(lr, beta1):
+            for group, group_lr, group_beta1 in zip(session.optimizer.param_groups, lrs, betas):
+                group["lr"] = group_lr
+                group["betas"] = (group_beta1, group["betas"][1])
+            images, labels = session.next_batch()
+            try:
+                stats = train_step(
+                    session.backbone, session.head, images, labels, session.optimizer, session.precision, session.batch_size
+                )
+            except NonFiniteLoss:
+                nonfinite = session.step
+                break
+            losses.append(stats.loss)
+            grad_norms.append(stats.grad_norm)
+            session.step += 1
+    if session.device.type == "cuda":
+        torch.cuda.synchronize()
+    return {
+        "first_step": first_step,
+        "loss": losses,
+        "grad_norm": grad_norms,
+        "grad_scale": session.precision.scaler.get_scale() if session.precision.scaler.is_enabled() else None,
+        "nonfinite_step": nonfinite,
+        "seconds": time.perf_counter() - started,
+        "images": len(losses) * session.batch_size,
+    }
+
+
+def checkpoint(state: WorkerState, tables: Tables, *, path: str) -> Result:
+    """The whole session, gathered on rank 0, written to `path`."""
+    session = _session(state)
+    saved = whole_state(session)
+    if saved is None:
+        return {}
+    with atomic_path(path) as tmp:
+        torch.save(saved, tmp)
+    return {"step": session.step, "bytes": os.path.getsize(path)}
+
+
+def export(state: WorkerState, tables: Tables, *, model_path: str, centroids_path: str) -> Result:
+    """trained_model.pt in UNICOM's key layout and final_centroids.npy (the whole C x E class
+    matrix, gathered from every rank), as the group saved them; ends the session."""
+    session = _session(state)
+    state.session = None
+    weight = session.head.weight
+    centres = gather_rows_to_leader(weight) if class_rows(session) is not None else weight.detach().cpu()
+    if not session.world.leader:
+        return {}
+    with atomic_path(model_path) as tmp:
+        torch.save({k: v.detach().cpu() for k, v in session.model.state_dict().items()}, tmp)
+    centroids = centres.float().numpy()
+    with atomic_path(centroids_path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, centroids)
+    return {"step": session.step, "classes": int(centroids.shape[0]), "embedding_size": int(centroids.shape[1])}
+
+
+METHODS: dict[str, Handler] = {
+    "train.start": start,
+    "train.steps": steps,
+    "train.checkpoint": checkpoint,
+    "train.export": export,
+}
+COLLECTIVE = frozenset(METHODS)

@@ -1,0 +1,149 @@
+// `nfhm compare`: models from run directories and checkpoint files (and the
+// config's baselines) evaluated under one protocol on one test split, with
+// the best model per retrieval metric marked where it stands clear.
+//
+// "Stands clear" = its 95% interval does not overlap the runner-up's. That
+// is stricter than the paired test (two overlapping intervals can still
+// differ significantly), so a mark is never a fluke of one resample; the
+// paired bootstrap difference to the runner-up (same queries, same
+// resamples) is kept in compare.json beside it for the finer question.
+import { existsSync, readFileSync, statSync } from 'node:fs'
+import { basename, dirname, join, resolve } from 'node:path'
+import { isDeepStrictEqual } from 'node:util'
+import type { ModelSpec } from '../bridge/methods.js'
+import type { Config } from '../config/schema.js'
+import { pairedBootstrap } from '../eval/bootstrap.js'
+import { evaluateModel, type ModelEval } from '../recipe/evaluate.js'
+import { prepareImages } from '../recipe/images.js'
+import { baselineModels, testSplit } from '../recipe/pipeline.js'
+import type { Context } from '../run/context.js'
+import type { EvalRecord, Interval, TrainSummary } from '../run/records.js'
+import { RunDir } from '../run/run-dir.js'
+import { BOOTSTRAP_SEED, retrievalMetricKeys } from './comparable.js'
+
+export interface CompareInput {
+  /** Row name: the argument as given. */
+  name: string
+  source: string
+  kind: 'run' | 'checkpoint'
+  spec: ModelSpec
+}
+
+/**
+ * The model of a run directory's last trained round: the file beside its
+ * train.json (found there even if the run was moved), else the path
+ * train.json records (a remote worker's copy, on the worker's machine).
+ */
+function trainedModelOf(dir: string, rounds: number): string {
+  for (let round = rounds; round >= 1; round--) {
+    const summaryPath = join(dir, `round-${round}`, 'train', 'train.json')
+    if (!existsSync(summaryPath)) continue
+    const recorded = (JSON.parse(readFileSync(summaryPath, 'utf8')) as TrainSummary).model
+    const beside = join(dirname(summaryPath), basename(recorded))
+    return existsSync(beside) ? beside : recorded
+  }
+  throw new Error(`${dir} holds no trained model (no round-*/train/train.json): train it first`)
+}
+
+/**
+ * A run directory's last trained model, or a checkpoint file loaded as the
+ * config's model. Checked before any worker starts, so a typo fails at once.
+ */
+export function resolveInput(config: Config, arg: string, warn: (message: string) => void): CompareInput {
+  const path = resolve(arg)
+  const name = arg.replace(/\/+$/, '')
+  if (!existsSync(path)) throw new Error(`${arg}: no such run directory or checkpoint`)
+  if (statSync(path).isFile()) {
+    const { loader, name: model, image_size } = config.model
+    return { name, source: path, kind: 'checkpoint', spec: { loader, name: model, image_size, weights: path } }
+  }
+  if (existsSync(join(path, 'sweep.json'))) {
+    throw new Error(`${arg} is a sweep: pass its sub-runs, e.g. ${join(arg, 'k-1000', 'seed-0')}`)
+  }
+  const manifest = new RunDir(path).readManifest()
+  if (!manifest) throw new Error(`${arg} is not a run directory (no manifest.json)`)
+  const own = manifest.config as Config
+  if (!isDeepStrictEqual(own.data, config.data)) {
+    warn(`${arg} was trained with other data settings than this comparison's; its training images may overlap the test split`)
+  }
+  const { loader, name: model, image_size } = own.model
+  return { name, source: path, kind: 'run', spec: { loader, name: model, image_size, weights: trainedModelOf(path, own.rounds) } }
+}
+
+/** Every argument resolved, each named once. */
+export function resolveInputs(config: Config, args: readonly string[], warn: (message: string) => void): CompareInput[] {
+  if (args.length === 0) throw new Error('compare: name at least one run directory or checkpoint')
+  const inputs = args.map((arg) => resolveInput(config, arg, warn))
+  const names = inputs.map((i) => i.name)
+  const duplicate = names.find((n, i) => names.indexOf(n) !== i)
+  if (duplicate) throw new Error(`compare: ${duplicate} is named twice`)
+  return inputs
+}
+
+export interface BestMark {
+  /** Highest estimate. */
+  model: string
+  runner_up: string | null
+  /** Its interval lies above the runner-up's: the model is marked best. */
+  marked: boolean
+  /** best - runner-up on the same queries (paired bootstrap). */
+  difference: Interval | null
+}
+
+/** Per metric: the highest estimate, marked only where its interval does not overlap the runner-up's. */
+export function markBest(evals: readonly ModelEval[], metrics: readonly string[], resamples: number): Record<string, BestMark> {
+  return Object.fromEntries(
+    metrics.map((metric) => {
+      const ranked = evals.filter((e) => e.metrics[metric]).sort((a, b) => b.metrics[metric]!.estimate - a.metrics[metric]!.estimate)
+      const [best, second] = ranked
+      if (!best) throw new Error(`no model has ${metric}`)
+      if (!second) return [metric, { model: best.name, runner_up: null, marked: false, difference: null }]
+      const d = pairedBootstrap(best.perQuery[metric]!, second.perQuery[metric]!, { resamples, seed: BOOTSTRAP_SEED })
+      return [
+        metric,
+        {
+          model: best.name,
+          runner_up: second.name,
+          marked: best.metrics[metric]!.lower > second.metrics[metric]!.upper,
+          difference: { estimate: d.estimate, lower: d.lower, upper: d.upper },
+        },
+      ]
+    }),
+  )
+}
+
+export interface CompareModel extends EvalRecord {
+  source: string | null
+  kind: 'baseline' | CompareInput['kind']
+}
+
+export interface Comparison {
+  name: string
+  test: { images: number; queries: number }
+  bootstrap: { resamples: number; seed: number; confidence: number }
+  metrics: string[]
+  models: CompareModel[]
+  best: Record<string, BestMark>
+}
+
+export async function compareModels(ctx: Context, inputs: readonly CompareInput[]): Promise<Comparison> {
+  const test = testSplit(await prepareImages(ctx))
+  const baselines = await baselineModels(ctx)
+  const models = [
+    ...baselines.map((b) => ({ ...b, source: null, kind: 'baseline' as const })),
+    ...inputs.map((i) => ({ name: i.name, spec: i.spec, source: i.source, kind: i.kind })),
+  ]
+  const evals: ModelEval[] = []
+  for (const model of models) evals.push(await evaluateModel(ctx, model, test, { seed: BOOTSTRAP_SEED }))
+  const queries = new Set(evals.map((e) => e.queries))
+  if (queries.size !== 1) throw new Error(`compare: the models scored different numbers of test queries (${[...queries].join(', ')}); are some images unreadable for one of them?`)
+  const metrics = retrievalMetricKeys(ctx.config.eval)
+  return {
+    name: ctx.config.name,
+    test: { images: test.ids.length, queries: evals[0]!.queries },
+    bootstrap: { resamples: ctx.config.eval.bootstrap, seed: BOOTSTRAP_SEED, confidence: 0.95 },
+    metrics,
+    models: evals.map(({ perQuery: _, ...e }, i) => ({ ...e, source: models[i]!.source, kind: models[i]!.kind })),
+    best: markBest(evals, metrics, ctx.config.eval.bootstrap),
+  }
+}

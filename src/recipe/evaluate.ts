@@ -1,0 +1,174 @@
+// `nfhm eval`: each model embeds the test split (cached), the worker finds
+// exact nearest neighbours, and the metrics are computed here from the
+// neighbour lists and the true labels, each with a bootstrap 95% interval.
+import { join } from 'node:path'
+import type { Vector } from 'apache-arrow'
+import type { ModelSpec } from '../bridge/methods.js'
+import { bootstrapCIs, bootstrapStatistic, type ConfidenceInterval } from '../eval/bootstrap.js'
+import { clusterAgreement, normalizedMutualInfo, contingencyTable } from '../eval/clustering.js'
+import {
+  concatRetrievalMetrics,
+  neighborsNeeded,
+  retrievalMetrics,
+  type RetrievalMetrics,
+  type RetrievalOptions,
+} from '../eval/retrieval.js'
+import { writeJsonAtomic } from '../run/atomic.js'
+import type { Context } from '../run/context.js'
+import type { EvalRecord, Interval } from '../run/records.js'
+import { embedImages } from './embed.js'
+import type { Subset } from './images.js'
+
+export interface ModelUnderTest {
+  /** Row name in the tables, e.g. "random init", "round 1". */
+  name: string
+  spec: ModelSpec
+}
+
+/** A model's eval.json entry and, for paired comparisons, its per-query values of each metric (not written to eval.json). */
+export interface ModelEval extends EvalRecord {
+  perQuery: Record<string, Float64Array>
+}
+
+export interface EvalOptions {
+  /** Seed of the bootstrap resamples: the same for every model, so they pair. */
+  seed?: number
+}
+
+function interval(ci: ConfidenceInterval): Interval {
+  return { estimate: ci.estimate, lower: ci.lower, upper: ci.upper }
+}
+
+/** One side of a search: embedding shards, the image ids in shard order, and their class ids. */
+export interface SearchSet {
+  shards: string[]
+  ids: Int32Array
+  labels: Int32Array
+}
+
+/** The first `length` values of a record batch's column (of a FixedSizeList column: `length` lists of `size`), as a view. */
+function columnValues<T extends Int32Array | Float32Array>(column: Vector, size = 1): T {
+  const data = column.data[0]!
+  const values = size === 1 ? data : data.children[0]!
+  const start = size === 1 ? data.offset : values.offset + data.offset * size
+  return (values.values as T).subarray(start, start + data.length * size) as T
+}
+
+/**
+ * Exact k-NN in the worker (against `gallery`, or among the queries when it is
+ * null) and the retrieval metrics of the neighbour lists, computed here one
+ * record batch at a time. Each batch's columns are views on the received
+ * message, and its neighbour ids become gallery rows in place (the table is
+ * this call's alone), through an array indexed by image id rather than a Map:
+ * the TS side holds no copy of the lists, however many queries there are.
+ */
+export async function searchMetrics(
+  ctx: Context,
+  queries: SearchSet,
+  gallery: SearchSet | null,
+  options: Required<RetrievalOptions>,
+): Promise<RetrievalMetrics> {
+  const sameSet = gallery === null
+  const items = gallery ?? queries
+  const k = neighborsNeeded(items.labels, queries.labels, sameSet, [...options.recallKs, ...options.knnKs])
+  const { tables } = await ctx.worker.call('search.knn', {
+    query_shards: queries.shards,
+    gallery_shards: gallery?.shards ?? null,
+    k,
+    exclude_self: sameSet,
+  })
+  const rowOf = new Int32Array(items.ids.reduce((max, id) => Math.max(max, id), 0) + 1).fill(-1)
+  items.ids.forEach((id, row) => (rowOf[id] = row))
+  const parts: RetrievalMetrics[] = []
+  const firsts: number[] = []
+  let first = 0
+  for (const batch of tables.neighbors!.batches) {
+    const n = batch.numRows
+    const queryIds = columnValues<Int32Array>(batch.getChild('query_id')!)
+    if (!queryIds.every((id, i) => id === queries.ids[first + i])) throw outOfOrder(queries)
+    const neighbors = columnValues<Int32Array>(batch.getChild('ids')!, k)
+    for (let i = 0; i < neighbors.length; i++) neighbors[i] = rowOf[neighbors[i]!]!
+    const lists = {
+      neighbors,
+      similarities: columnValues<Float32Array>(batch.getChild('similarities')!, k),
+      queryLabels: queries.labels.subarray(first, first + n),
+      galleryLabels: items.labels,
+      sameSet,
+      firstQuery: sameSet ? first : undefined,
+    }
+    parts.push(retrievalMetrics(lists, options))
+    firsts.push(first)
+    first += n
+  }
+  if (first !== queries.ids.length) throw outOfOrder(queries)
+  return concatRetrievalMetrics(parts, firsts)
+}
+
+const outOfOrder = (queries: SearchSet) =>
+  new Error(`the worker's neighbour lists do not follow the ${queries.ids.length} queries of ${queries.shards[0]} (and the shards after it) in order`)
+
+export async function evaluateModel(ctx: Context, model: ModelUnderTest, test: Subset, opts: EvalOptions = {}): Promise<ModelEval> {
+  const cfg = ctx.config.eval
+  const embeddings = await embedImages(ctx, model.spec, test, `test (${model.name})`)
+  const indexOf = new Map(Array.from(test.ids, (id, i) => [id, i]))
+  const labelOf = (id: number) => test.classIds[indexOf.get(id)!]!
+  // Shards keep input order, without the images that could not be read.
+  const bad = new Set(embeddings.bad.map((b) => b.id))
+  const order = test.ids.filter((id) => !bad.has(id))
+  const labels = Int32Array.from(order, labelOf)
+  const metrics = await searchMetrics(ctx, { shards: embeddings.shards, ids: order, labels }, null, {
+    recallKs: cfg.recall_at,
+    knnKs: cfg.knn_k,
+    knnTemperature: cfg.knn_temperature,
+  })
+  const perQuery: Record<string, Float64Array> = {}
+  for (const [K, m] of metrics.recallAtK) perQuery[`recall@${K}`] = m.values
+  perQuery['map@r'] = metrics.mapAtR.values
+  perQuery['r_precision'] = metrics.rPrecision.values
+  for (const [K, m] of metrics.knnAccuracy) perQuery[`knn@${K}`] = m.values
+  const bootstrap = { resamples: cfg.bootstrap, seed: opts.seed ?? 0 }
+  const cis = bootstrapCIs(perQuery, bootstrap)
+
+  const nClasses = new Set(labels).size
+  const kMeansK = cfg.cluster_k ?? nClasses
+  const { tables: clusterTables } = await ctx.worker.call('cluster.kmeans', {
+    shards: embeddings.shards,
+    k: kMeansK,
+    spherical: true,
+    niter: ctx.config.cluster.niter,
+    nredo: ctx.config.cluster.nredo,
+    seed: ctx.config.cluster.seed,
+    max_points_per_centroid: ctx.config.cluster.max_points_per_centroid,
+    min_points_per_centroid: 1,
+    gpu: ctx.config.cluster.gpu,
+    out_dir: null,
+  })
+  const assigned = clusterTables.assignments!
+  const truth = Int32Array.from(assigned.getChild('id')!.toArray() as Int32Array, labelOf)
+  const predicted = assigned.getChild('cluster')!.toArray() as Int32Array
+  const agreement = clusterAgreement(truth, predicted)
+  const nmi = bootstrapStatistic(
+    truth.length,
+    (draw) => normalizedMutualInfo(contingencyTable(draw.map((i) => truth[i]!), draw.map((i) => predicted[i]!))),
+    bootstrap,
+  )
+  return {
+    name: model.name,
+    model: model.spec,
+    embeddings: embeddings.dir,
+    queries: metrics.evaluatedQueries.length,
+    excluded_queries: metrics.excludedQueries,
+    metrics: Object.fromEntries(Object.entries(cis).map(([name, ci]) => [name, interval(ci)])),
+    clustering: { k: kMeansK, nmi: interval(nmi), ami: agreement.ami, ari: agreement.ari, purity: agreement.purity },
+    perQuery,
+  }
+}
+
+export function writeEval(path: string, results: ModelEval[]): void {
+  writeJsonAtomic(
+    path,
+    results.map(({ perQuery: _, ...rest }) => rest),
+  )
+}
+
+export const evalPath = (ctx: Context) => join(ctx.run.root, 'eval.json')

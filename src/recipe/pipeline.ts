@@ -1,0 +1,106 @@
+// The recipe end to end: images -> (embed -> cluster -> train) x rounds ->
+// evaluate. Every stage is skipped when its output exists under the same key.
+import type { ModelSpec } from '../bridge/methods.js'
+import type { Context } from '../run/context.js'
+import type { TrainSummary } from '../run/records.js'
+import { clusterEmbeddings, resolveK, type Clustering } from './cluster.js'
+import { findBadImages, prepareImages, subset, type ImageList, type Subset } from './images.js'
+import { acceptBadImages, BadImagesError, embedImages } from './embed.js'
+import { evaluateModel, writeEval, evalPath, type ModelEval, type ModelUnderTest } from './evaluate.js'
+import { TEST, TRAIN } from './split.js'
+import { trainRound } from './train.js'
+
+export interface PipelineOptions {
+  /** Last stage to run. */
+  until: 'embed' | 'cluster' | 'train' | 'eval'
+  restart: boolean
+}
+
+export interface RoundResult {
+  round: number
+  clustering: Clustering
+  training: TrainSummary | null
+  model: ModelSpec
+}
+
+export interface PipelineResult {
+  images: ImageList
+  rounds: RoundResult[]
+  evaluation: ModelEval[]
+}
+
+export function initialModel(ctx: Context): ModelSpec {
+  const m = ctx.config.model
+  return { loader: m.loader, name: m.name, weights: m.weights, image_size: m.image_size }
+}
+
+/** What the config asks of these images, checked before the run writes anything. */
+function checkPlan(ctx: Context, images: ImageList, until: PipelineOptions['until']): void {
+  if (until === 'embed') return
+  const nTrain = subset(images, TRAIN).ids.length
+  resolveK(ctx.config.cluster, nTrain)
+  if (until === 'cluster') return
+  const batch = ctx.config.train.batch_size
+  if (nTrain < batch) throw new Error(`train.batch_size = ${batch}: the ${nTrain} training images cannot fill one batch; choose train.batch_size <= ${nTrain}`)
+  if (until === 'train') return
+  const nTest = testSplit(images).ids.length
+  const k = ctx.config.eval.cluster_k
+  if (k !== null && k > nTest) throw new Error(`eval.cluster_k = ${k}: larger than the number of test images (${nTest}); choose eval.cluster_k <= ${nTest}`)
+}
+
+export async function runPipeline(ctx: Context, opts: PipelineOptions): Promise<PipelineResult> {
+  const images = await prepareImages(ctx, (list) => checkPlan(ctx, list, opts.until))
+  const train = subset(images, TRAIN)
+  // Evaluation reads the test images only after training. Decode them now, so
+  // that a bad one stops the run before any training, listed with the rest.
+  const testBad = opts.until === 'eval' ? await findBadImages(ctx, subset(images, TEST)) : []
+  const rounds: RoundResult[] = []
+  let model = initialModel(ctx)
+  for (let round = 1; round <= ctx.config.rounds; round++) {
+    const embeddings = await embedImages(ctx, model, train, `train (round ${round})`).catch((e: unknown) => {
+      throw e instanceof BadImagesError ? new BadImagesError([...e.bad, ...testBad]) : e
+    })
+    if (round === 1) acceptBadImages(ctx, testBad)
+    if (opts.until === 'embed') return { images, rounds, evaluation: [] }
+    const clustering = await clusterEmbeddings(ctx, embeddings, ctx.run.path(`round-${round}`, 'cluster'), images.classIds)
+    if (opts.until === 'cluster') return { images, rounds: [{ round, clustering, training: null, model }], evaluation: [] }
+    const training = await trainRound(ctx, { round, model, paths: images.paths, clustering, restart: opts.restart })
+    model = { ...model, weights: training.model }
+    rounds.push({ round, clustering, training, model })
+  }
+  if (opts.until === 'train') return { images, rounds, evaluation: [] }
+  const evaluation = await evaluateAll(ctx, images, rounds)
+  return { images, rounds, evaluation }
+}
+
+/** The models of a run, baselines first, under one protocol on the test split. */
+async function evaluateAll(ctx: Context, images: ImageList, rounds: RoundResult[]): Promise<ModelEval[]> {
+  const test = testSplit(images)
+  const models = await baselineModels(ctx)
+  for (const r of rounds) models.push({ name: `round ${r.round}`, spec: r.model })
+  const results: ModelEval[] = []
+  for (const model of models) results.push(await evaluateModel(ctx, model, test))
+  writeEval(evalPath(ctx), results)
+  return results
+}
+
+/** The test split, which evaluation cannot do without. */
+export function testSplit(images: ImageList): Subset {
+  const test = subset(images, TEST)
+  if (test.ids.length === 0) throw new Error('the test split is empty: set data.split to hold out images for evaluation')
+  return test
+}
+
+/** The reference models of eval.baselines: the starting model and/or raw pixels at its input size. */
+export async function baselineModels(ctx: Context): Promise<ModelUnderTest[]> {
+  const initial = initialModel(ctx)
+  const models: ModelUnderTest[] = []
+  for (const baseline of ctx.config.eval.baselines) {
+    if (baseline === 'initial') models.push({ name: initial.weights ? 'pretrained' : 'random init', spec: initial })
+    if (baseline === 'pixels') {
+      const { result } = await ctx.worker.call('model.describe', { model: initial })
+      models.push({ name: 'raw pixels', spec: { loader: 'nfhm.core.pixels:load', name: `pixels@${result.image_size}`, weights: null, image_size: null } })
+    }
+  }
+  return models
+}

@@ -1,0 +1,136 @@
+// report.md and its SVG plots for a run: what a user looks at first.
+import { join, relative } from 'node:path'
+import { writeFileAtomic } from '../run/atomic.js'
+import type { Context } from '../run/context.js'
+import { readMetrics, type ClusterSummary, type EvalRecord, type TrainSummary } from '../run/records.js'
+import { HEADLINE } from './names.js'
+import { histogram, lossCurves, metricBars } from './plots.js'
+import { formatInterval, markdownTable, textTable, type Column } from './table.js'
+
+/** What a run's report shows: its rounds and its evaluation (recipe/pipeline.ts's PipelineResult is one). */
+export interface RunResult {
+  rounds: ReadonlyArray<{ round: number; clustering: { summary: ClusterSummary }; training: TrainSummary | null }>
+  evaluation: readonly EvalRecord[]
+}
+
+interface Row {
+  model: string
+  [metric: string]: string
+}
+
+function evalRows(results: readonly EvalRecord[]): { columns: Column<Row>[]; rows: Row[] } {
+  const metrics = HEADLINE.filter(([key]) => results.every((r) => key in r.metrics))
+  const columns: Column<Row>[] = [
+    { key: 'model', title: 'model' },
+    ...metrics.map(([key, title]) => ({ key, title, align: 'left' as const })),
+    { key: 'nmi', title: `NMI (k=${results[0]?.clustering.k ?? '?'})`, align: 'left' },
+  ]
+  const rows = results.map((r) => {
+    const row: Row = { model: r.name }
+    for (const [key] of metrics) row[key] = formatInterval(r.metrics[key]!.estimate, r.metrics[key]!.lower, r.metrics[key]!.upper)
+    row.nmi = formatInterval(r.clustering.nmi.estimate, r.clustering.nmi.lower, r.clustering.nmi.upper)
+    return row
+  })
+  return { columns, rows }
+}
+
+export function evalTextTable(results: readonly EvalRecord[]): string {
+  const { columns, rows } = evalRows(results)
+  return textTable(columns, rows)
+}
+
+export async function writeReport(ctx: Context, result: RunResult): Promise<string> {
+  const dir = ctx.run.path('report')
+  const svg = (name: string, content: string) => {
+    writeFileAtomic(join(dir, name), content)
+    return name
+  }
+  const lines: string[] = [`# nfhm run: ${ctx.config.name}`, '']
+  const inputs = ctx.manifest.inputs as { images: number; classes: number; train: number; test: number; source: string } | undefined
+  if (inputs) {
+    lines.push(
+      `${inputs.images.toLocaleString('en-US')} images from \`${inputs.source}\` (${inputs.classes} classes): ` +
+        `${inputs.train.toLocaleString('en-US')} for training (their labels unused), ${inputs.test.toLocaleString('en-US')} for evaluation. ` +
+        `Model \`${ctx.config.model.name}\` (${ctx.config.model.weights ? `weights \`${ctx.config.model.weights}\`` : 'random init'}), ` +
+        `${ctx.config.rounds} round(s) of embed -> k-means -> train.`,
+      '',
+    )
+  }
+
+  if (result.evaluation.length > 0) {
+    const { columns, rows } = evalRows(result.evaluation)
+    lines.push('## Retrieval on the test split', '', 'Means over test queries with bootstrap 95% intervals; every test image is a query against all others (UNICOM protocol).', '')
+    lines.push(markdownTable(columns, rows), '')
+    const bars = result.evaluation.flatMap((r) => [
+      ...HEADLINE.filter(([key]) => key === 'recall@1' || key === 'map@r').map(([key, title]) => ({ group: title, series: r.name, ...r.metrics[key]! })),
+      { group: `NMI (k=${r.clustering.k})`, series: r.name, ...r.clustering.nmi },
+    ])
+    lines.push(`![metrics](${svg('metrics.svg', await metricBars(bars, { title: 'Recall@1, MAP@R and NMI per model', yTitle: 'value' }))})`, '')
+  }
+
+  const metrics = readMetrics(ctx.run.path('metrics.jsonl'))
+  if (metrics.length > 0) {
+    const rounds = result.rounds.filter((r) => r.training)
+    const series = (pick: (m: (typeof metrics)[number]) => number) =>
+      rounds.map((r) => {
+        const own = metrics.filter((m) => m.round === r.round)
+        return { name: `round ${r.round}`, step: own.map((m) => m.step), value: own.map(pick) }
+      })
+    lines.push('## Training', '')
+    lines.push(`![loss](${svg('loss.svg', await lossCurves(series((m) => m.loss), { title: 'Training loss per step', yTitle: 'loss' }))})`, '')
+    const lr = rounds.length > 0 ? rounds[rounds.length - 1]! : undefined
+    if (lr) {
+      const own = metrics.filter((m) => m.round === lr.round)
+      const lrSeries = [
+        { name: 'backbone lr', step: own.map((m) => m.step), value: own.map((m) => m.lr[0]) },
+        { name: 'head lr', step: own.map((m) => m.step), value: own.map((m) => m.lr[1]) },
+      ]
+      lines.push(`![lr](${svg('lr.svg', await lossCurves(lrSeries, { title: `Learning rate per step (OneCycle, round ${lr.round})`, yTitle: 'learning rate', logY: true }))})`, '')
+    }
+    const epochRows = rounds.map((r) => ({
+      round: `round ${r.round}`,
+      first: r.training!.epoch_loss[0]!.toFixed(3),
+      last: r.training!.epoch_loss.at(-1)!.toFixed(3),
+      ratio: (r.training!.epoch_loss.at(-1)! / r.training!.epoch_loss[0]!).toFixed(2),
+      speed: r.training!.images_per_s.toFixed(0),
+    }))
+    lines.push(
+      markdownTable(
+        [
+          { key: 'round', title: 'round' },
+          { key: 'first', title: 'first-epoch mean loss' },
+          { key: 'last', title: 'last-epoch mean loss' },
+          { key: 'ratio', title: 'last / first' },
+          { key: 'speed', title: 'images/s' },
+        ],
+        epochRows,
+      ),
+      '',
+    )
+  }
+
+  if (result.rounds.length > 0) {
+    lines.push('## Pseudo-labels', '')
+    for (const r of result.rounds) {
+      const s = r.clustering.summary
+      const a = s.agreement
+      lines.push(
+        `Round ${r.round}: K=${s.k.toLocaleString('en-US')} clusters of ${s.n.toLocaleString('en-US')} images; sizes ${s.sizes.min}-${s.sizes.max} (median ${s.sizes.median}), ` +
+          `${s.sizes.empty} empty, ${s.sizes.singletons} singletons` +
+          (a ? `; against the true classes NMI ${a.nmi.toFixed(3)}, AMI ${a.ami.toFixed(3)}, ARI ${a.ari.toFixed(3)}, purity ${a.purity.toFixed(3)}.` : '.'),
+        '',
+      )
+      for (const warning of s.warnings) lines.push(`> ${warning}`, '')
+      const chart = await histogram(s.sizes.histogram, { title: `Cluster sizes, round ${r.round} (K=${s.k})`, xTitle: 'images in the cluster', yTitle: 'clusters' })
+      lines.push(`![cluster sizes round ${r.round}](${svg(`cluster-sizes-round-${r.round}.svg`, chart)})`, '')
+    }
+  }
+
+  if (ctx.manifest.skipped_images.length > 0) {
+    lines.push('## Skipped images', '', ...ctx.manifest.skipped_images.map((b) => `- \`${b.path}\`: ${b.reason}`), '')
+  }
+  lines.push('## Files', '', `Everything this run made is under \`${relative(process.cwd(), ctx.run.root) || '.'}\`; see \`manifest.json\` for the config, versions, seeds and timings.`, '')
+  const path = join(dir, 'report.md')
+  writeFileAtomic(path, lines.join('\n'))
+  return path
+}

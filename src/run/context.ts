@@ -1,0 +1,27 @@
+// What every stage works with: the config, the run directory, the worker.
+import type { Config } from '../config/schema.js'
+import type { WorkerMethods } from '../bridge/methods.js'
+import type { Worker } from '../bridge/worker.js'
+import type { Manifest, RunDir } from './run-dir.js'
+
+export interface Context {
+  config: Config
+  run: RunDir
+  worker: Worker<WorkerMethods>
+  device: 'cpu' | 'cuda'
+  /** Shared by runs under the same runs_dir: embeddings keyed by what made them. */
+  cacheDir: string
+  manifest: Manifest
+  /** Progress and notes for the user (stderr); stdout is kept for results. */
+  say(message: string): void
+  warn(message: string): void
+}
+
+export function saveManifest(ctx: Context): void {
+  ctx.run.writeManifest(ctx.manifest)
+}
+
+/** 'auto' precision: bf16 autocast on CUDA, fp32 on CPU (bf16 matmuls are slow on most CPUs). */
+export function resolvePrecision(ctx: Context, precision: Config['train']['precision']): 'fp32' | 'bf16' | 'fp16' {
+  return precision === 'auto' ? (ctx.device === 'cuda' ? 'bf16' : 'fp32') : precision
+}

@@ -1,0 +1,77 @@
+// What the run directory's records hold: a line of metrics.jsonl, train.json,
+// cluster.json and an entry of eval.json. The recipe's stages write them; the
+// reports and the experiments read them.
+import { existsSync, readFileSync } from 'node:fs'
+import type { ModelSpec } from '../bridge/methods.js'
+import type { ConfidenceInterval } from '../eval/bootstrap.js'
+import type { ClusterAgreement, ClusterSizeStats } from '../eval/clustering.js'
+
+/** One training step: a line of metrics.jsonl. */
+export interface StepRecord {
+  round: number
+  step: number
+  epoch: number
+  loss: number
+  lr: [number, number]
+  beta1: number
+  grad_norm: number
+  grad_scale: number | null
+}
+
+/** metrics.jsonl's steps, in order (none when it does not exist). */
+export function readMetrics(path: string): StepRecord[] {
+  if (!existsSync(path)) return []
+  const records: StepRecord[] = []
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    if (!line.trim()) continue
+    try {
+      records.push(JSON.parse(line) as StepRecord)
+    } catch {
+      // a line cut short by a kill; the rewrite on resume drops it
+    }
+  }
+  return records
+}
+
+/** round-<r>/train/train.json: a finished training round. */
+export interface TrainSummary {
+  key: string
+  round: number
+  steps: number
+  steps_per_epoch: number
+  epochs: number
+  seconds: number
+  images_per_s: number
+  epoch_loss: number[]
+  warnings: string[]
+  /** trained_model.pt and final_centroids.npy, on the worker's machine. */
+  model: string
+  centroids: string
+}
+
+/** round-<r>/cluster/cluster.json: the pseudo-labels' k-means. */
+export interface ClusterSummary {
+  key: string
+  k: number
+  n: number
+  objective: number
+  seconds: number
+  gpu: boolean
+  trained_on: number
+  warnings: string[]
+  sizes: Omit<ClusterSizeStats, 'histogram'> & { histogram: { sizes: number[]; counts: number[] } }
+  agreement: ClusterAgreement | null
+}
+
+export type Interval = Pick<ConfidenceInterval, 'estimate' | 'lower' | 'upper'>
+
+/** One model's entry in eval.json. */
+export interface EvalRecord {
+  name: string
+  model: ModelSpec
+  embeddings: string
+  queries: number
+  excluded_queries: number
+  metrics: Record<string, Interval>
+  clustering: { k: number; nmi: Interval; ami: number; ari: number; purity: number }
+}

@@ -1,0 +1,164 @@
+// A run directory: everything one run made, its manifest and its lock.
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync, type Stats } from 'node:fs'
+import { hostname } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { writeJsonAtomic } from './atomic.js'
+
+export class RunLockedError extends Error {
+  override name = 'RunLockedError'
+}
+
+interface LockInfo {
+  pid: number
+  host: string
+  started: string
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+export interface StageRecord {
+  key: string
+  finished: string
+  seconds: number
+  [more: string]: unknown
+}
+
+export interface Manifest {
+  nfhm: string
+  created: string
+  updated: string
+  config: unknown
+  versions: Record<string, string>
+  stages: Record<string, StageRecord>
+  skipped_images: Array<{ id: number; path: string; reason: string }>
+  [more: string]: unknown
+}
+
+export class RunDir {
+  readonly root: string
+  private releaseLock: (() => void) | undefined
+  /** The outermost folder lock() had to create, if any. */
+  private created: string | undefined
+  /** Files written before the run is committed, as they were then (undefined: absent). */
+  private readonly provisional = new Map<string, Stats | undefined>()
+  private wroteManifest = false
+
+  constructor(root: string) {
+    this.root = resolve(root)
+  }
+
+  path(...parts: string[]): string {
+    return join(this.root, ...parts)
+  }
+
+  /** Refuses a second live run in the same directory; a dead run's lock is taken over. */
+  lock(): void {
+    this.created = mkdirSync(this.root, { recursive: true })
+    const file = this.path('run.lock')
+    const mine: LockInfo = { pid: process.pid, host: hostname(), started: new Date().toISOString() }
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        writeFileSync(file, JSON.stringify(mine), { flag: 'wx' })
+        const release = () => {
+          try {
+            const holder = JSON.parse(readFileSync(file, 'utf8')) as LockInfo
+            if (holder.pid === process.pid) rmSync(file, { force: true })
+          } catch {
+            // gone already
+          }
+        }
+        process.once('exit', release)
+        this.releaseLock = () => {
+          process.off('exit', release)
+          release()
+        }
+        return
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+      }
+      let holder: LockInfo | undefined
+      try {
+        holder = JSON.parse(readFileSync(file, 'utf8')) as LockInfo
+      } catch {
+        holder = undefined // unreadable: a crash while writing it
+      }
+      if (holder && holder.host === hostname() && alive(holder.pid) && holder.pid !== process.pid) {
+        throw new RunLockedError(
+          `run directory ${this.root} is in use by process ${holder.pid} (started ${holder.started}); wait for it or stop it`,
+        )
+      }
+      if (holder && holder.host !== hostname()) {
+        throw new RunLockedError(`run directory ${this.root} is locked by ${holder.host} (process ${holder.pid}); remove ${file} if that run is gone`)
+      }
+      rmSync(file, { force: true }) // stale: its process is gone
+    }
+    throw new RunLockedError(`could not lock ${this.root}`)
+  }
+
+  unlock(): void {
+    this.releaseLock?.()
+    this.releaseLock = undefined
+  }
+
+  /** Deletes the temporary files (`*.tmp-<pid>`) that writers killed mid-write left here. */
+  removeStaleTemporaryFiles(): string[] {
+    const stale = readdirSync(this.root, { recursive: true, encoding: 'utf8' }).filter((name) => {
+      const pid = /\.tmp-(\d+)$/.exec(name)?.[1]
+      return pid !== undefined && !alive(Number(pid))
+    })
+    for (const name of stale) rmSync(this.path(name), { force: true })
+    return stale
+  }
+
+  /**
+   * The run is committed once this process writes its manifest (after the
+   * inputs were checked). Until then `file` (the worker's log) may be written
+   * but is put back as it was by discard().
+   */
+  provisionalFile(file: string): void {
+    this.provisional.set(file, existsSync(file) ? statSync(file) : undefined)
+  }
+
+  get committed(): boolean {
+    return this.wroteManifest
+  }
+
+  /** Undoes an uncommitted run: its provisional files as they were, and the folders lock() made, if empty. */
+  discard(): void {
+    if (this.committed) throw new Error(`${this.root} holds a committed run; it cannot be discarded`)
+    for (const [file, was] of this.provisional) {
+      if (was === undefined) {
+        rmSync(file, { force: true })
+      } else if (existsSync(file)) {
+        truncateSync(file, was.size)
+        utimesSync(file, was.atimeMs / 1000, was.mtimeMs / 1000)
+      }
+    }
+    if (!this.created) return
+    for (let dir = this.root; ; dir = dirname(dir)) {
+      try {
+        rmdirSync(dir)
+      } catch {
+        return // not empty: something else lives there
+      }
+      if (dir === this.created) return
+    }
+  }
+
+  readManifest(): Manifest | undefined {
+    const file = this.path('manifest.json')
+    return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Manifest) : undefined
+  }
+
+  writeManifest(manifest: Manifest): void {
+    writeJsonAtomic(this.path('manifest.json'), { ...manifest, updated: new Date().toISOString() })
+    this.wroteManifest = true
+  }
+}
