@@ -11,6 +11,7 @@
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$repo_root/scripts/debian-package.sh"
 target=${1:-$repo_root/data/fashion-mnist/raw}
 [[ $target == /* ]] || target=$PWD/$target
 package=dataset-fashion-mnist
@@ -74,19 +75,9 @@ done
 
 source_dir=/$package_dir
 if ! all_verified "$source_dir"; then
-  command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null ||
-    give_up "apt-get and dpkg-deb are needed to fetch the Debian package '$package', and this system lacks them."
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/fetch-fashion-mnist.XXXXXX")
-  # As root, apt drops to the user _apt, which cannot write into our private
-  # temp dir; it would fall back and print a warning, so tell it to stay root.
-  apt_opts=()
-  [[ $EUID -eq 0 ]] && apt_opts=(-o APT::Sandbox::User=root)
   echo "fetch-fashion-mnist: downloading $package with apt-get ..."
-  (cd "$tmp" && apt-get download "${apt_opts[@]}" "$package") ||
-    give_up "'apt-get download $package' failed (offline, or the package is not in this system's apt sources)."
-  debs=("$tmp"/"$package"_*.deb)
-  dpkg-deb -x "${debs[0]}" "$tmp/unpacked" ||
-    give_up "'dpkg-deb -x' could not unpack ${debs[0]##*/}."
+  unpack_debian_package "$package" "$tmp" || give_up "$DEBIAN_PACKAGE_ERROR"
   source_dir=$tmp/unpacked/$package_dir
   all_verified "$source_dir" ||
     give_up "the downloaded package does not hold the expected files (a different package version?)."
@@ -94,10 +85,6 @@ fi
 
 mkdir -p -- "$target"
 for f in "${files[@]}"; do
-  # Copy under a hidden temporary name in the target dir, then rename: a
-  # killed run never leaves a half-written file under a final name.
-  partial=$target/.$f.partial-$$
-  cp -- "$source_dir/$f" "$partial"
-  mv -f -- "$partial" "$target/$f"
+  install_file "$source_dir/$f" "$target" "$f"
 done
 echo "fetch-fashion-mnist: wrote ${#files[@]} verified files to $target"

@@ -136,3 +136,18 @@ print("null")
   expect(run.stderr).toMatch(/^ {2}unexpected \(1\): classifier\.weight/m)
   expect(existsSync(join(dir, 'round-1'))).toBe(false)
 })
+
+// The model settings of a pretrained start, refused before any stage with nothing written.
+describe('model settings the backbone cannot take', () => {
+  test.each([
+    ['train.freeze beyond the depth', ['--set', 'train.freeze=3'], 'nfhm: train.freeze = 3: ViT-T/4@28px has 2 blocks; choose train.freeze between 0 and 2'],
+    ['freezing a model that has no blocks', ['--set', 'model.name=pixels@28', '--set', 'model.loader=nfhm.core.pixels:load', '--set', 'train.freeze=1'], 'nfhm: train.freeze = 1: pixels@28 cannot be partly frozen; use train.freeze = 0'],
+    ['an image size the backbone cannot take', ['--set', 'model.name=efficientnet-lite0', '--set', 'model.image_size=16'], 'model.image_size=16 is too small for efficientnet-lite0: it downsamples by 32, so image_size must be >= 32 (its native size is 224)'],
+  ])('%s', async (name, args, expected) => {
+    const { file, runsDir } = config(name.replaceAll(' ', '-').replaceAll('.', ''), data.goodCsv)
+    const run = await nfhm(['run', file, ...args])
+    expect(run.exitCode).toBe(1)
+    expect(run.stderr).toContain(expected)
+    expect(existsSync(runsDir)).toBe(false)
+  })
+})

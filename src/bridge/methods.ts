@@ -73,6 +73,8 @@ export const workerMethods = {
       transform: z.string(),
       weights_sha256: z.string().nullable(),
       parameters: z.number().int(),
+      /** Blocks `train.freeze` may count (null: the model cannot be partly frozen). */
+      blocks: z.number().int().nullable(),
     }),
   },
 
@@ -92,6 +94,12 @@ export const workerMethods = {
       bad: z.array(badImage),
       seconds: z.number(),
     }),
+  },
+
+  /** The mean embedding over `shards`, written to `out` as a float32 .npy (the centred pixel baseline subtracts it). */
+  'embed.mean': {
+    params: z.object({ shards: z.array(z.string()).min(1), out: z.string() }),
+    result: z.object({ rows: z.number().int(), dim: z.number().int() }),
   },
 
   /** faiss k-means over embedding shards; with `out_dir`, also pseudo_labels.arrow (`pseudo_labels`) and the centroids. */
@@ -148,6 +156,8 @@ export const workerMethods = {
       batch_size: z.number().int().positive(),
       weight_decay: z.number(),
       head_lr_scale: z.number(),
+      freeze: z.number().int().nonnegative(),
+      embedding_lr_scale: z.number().positive(),
       precision: z.enum(['fp32', 'bf16', 'fp16']),
       augment: augmentSchema,
       seed: z.number().int(),

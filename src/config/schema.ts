@@ -40,6 +40,10 @@ export const modelSchema = z.strictObject({
   weights: z.string().nullable().default(null).describe('UNICOM release file or nfhm trained_model.pt; null = random init'),
   loader: pluginSpec.default('nfhm.core.model:load'),
   image_size: positiveInt.nullable().default(null),
+  embedding_size: positiveInt
+    .nullable()
+    .default(null)
+    .describe("the embedding head's output size; null = the model's own (a named ViT's, 256 for EfficientNet-Lite)"),
 })
 
 const precision = z.enum(['fp32', 'bf16', 'fp16', 'auto']).default('auto')
@@ -101,6 +105,13 @@ export const trainSchema = z.strictObject({
   precision,
   seed: z.number().int().default(0),
   loader_workers: z.number().int().nonnegative().default(2),
+  freeze: z
+    .number()
+    .int()
+    .nonnegative()
+    .default(0)
+    .describe('how many leading blocks stay frozen (with the stem or patch embedding); 0 = fine-tune everything'),
+  embedding_lr_scale: z.number().positive().default(1).describe("the embedding head's lr as a multiple of train.lr"),
   augment: augmentSchema.default(augmentSchema.parse({})),
   margin: marginSchema.default(marginSchema.parse({})),
   head: headSchema.default(headSchema.parse({})),

@@ -54,8 +54,7 @@ export function resolveInput(config: Config, arg: string, warn: (message: string
   const name = arg.replace(/\/+$/, '')
   if (!existsSync(path)) throw new Error(`${arg}: no such run directory or checkpoint`)
   if (statSync(path).isFile()) {
-    const { loader, name: model, image_size } = config.model
-    return { name, source: path, kind: 'checkpoint', spec: { loader, name: model, image_size, weights: path } }
+    return { name, source: path, kind: 'checkpoint', spec: { ...config.model, weights: path } }
   }
   if (existsSync(join(path, 'sweep.json'))) {
     throw new Error(`${arg} is a sweep: pass its sub-runs, e.g. ${join(arg, 'k-1000', 'seed-0')}`)
@@ -66,8 +65,9 @@ export function resolveInput(config: Config, arg: string, warn: (message: string
   if (!isDeepStrictEqual(own.data, config.data)) {
     warn(`${arg} was trained with other data settings than this comparison's; its training images may overlap the test split`)
   }
-  const { loader, name: model, image_size } = own.model
-  return { name, source: path, kind: 'run', spec: { loader, name: model, image_size, weights: trainedModelOf(path, own.rounds) } }
+  // Runs made before model.embedding_size existed have none in their manifest.
+  const spec = { ...own.model, embedding_size: own.model.embedding_size ?? null, weights: trainedModelOf(path, own.rounds) }
+  return { name, source: path, kind: 'run', spec }
 }
 
 /** Every argument resolved, each named once. */
@@ -127,8 +127,9 @@ export interface Comparison {
 }
 
 export async function compareModels(ctx: Context, inputs: readonly CompareInput[]): Promise<Comparison> {
-  const test = testSplit(await prepareImages(ctx))
-  const baselines = await baselineModels(ctx)
+  const images = await prepareImages(ctx)
+  const test = testSplit(images)
+  const baselines = await baselineModels(ctx, images)
   const models = [
     ...baselines.map((b) => ({ ...b, source: null, kind: 'baseline' as const })),
     ...inputs.map((i) => ({ name: i.name, spec: i.spec, source: i.source, kind: i.kind })),

@@ -248,7 +248,7 @@ export async function runSweep(ctx: Context, settings: SweepSettings, pool: read
   if (!plan.train) return result
   await hooks.afterClustering?.(result)
 
-  for (const model of await baselineModels(ctx)) result.baselines.push(await evaluateModel(ctx, model, test, { seed: BOOTSTRAP_SEED }))
+  for (const model of await baselineModels(ctx, images)) result.baselines.push(await evaluateModel(ctx, model, test, { seed: BOOTSTRAP_SEED }))
   result.runs = await runJobs(pool, jobs, (worker, job) => trainAndEvaluate(subRun(ctx, worker, job.k, job.seed), images, test, job))
   for (const run of result.runs) result.perQuery.set(run.dir, readPerQuery(ctx.run.path(run.dir)))
   return result

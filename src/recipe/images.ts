@@ -32,7 +32,7 @@ export function subset(images: ImageList, which: number): Subset {
  * too large, say) before anything is written. Then images.arrow and the
  * manifest are written: the run is committed.
  */
-export async function prepareImages(ctx: Context, check: (images: ImageList) => void = () => {}): Promise<ImageList> {
+export async function prepareImages(ctx: Context, check: (images: ImageList) => void | Promise<void> = () => {}): Promise<ImageList> {
   const d = ctx.config.data
   const splitColumn = d.split.by === 'column' ? d.split.column : null
   const { result, tables } = await ctx.worker.call('data.scan', {
@@ -52,7 +52,7 @@ export async function prepareImages(ctx: Context, check: (images: ImageList) => 
   const splitValues = (table.getChild('split')?.toArray() as Array<string | null> | undefined) ?? paths.map(() => null)
   const split = splitImages(d.split, classIds, splitValues)
   const images: ImageList = { paths: Array.from(paths), labels: Array.from(labels), classIds, classNames, split, sha256: result.sha256 }
-  check(images)
+  await check(images)
 
   writeArrowFile(
     ctx.run.path('images.arrow'),

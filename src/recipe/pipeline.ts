@@ -1,5 +1,6 @@
 // The recipe end to end: images -> (embed -> cluster -> train) x rounds ->
 // evaluate. Every stage is skipped when its output exists under the same key.
+import { join } from 'node:path'
 import type { ModelSpec } from '../bridge/methods.js'
 import type { Context } from '../run/context.js'
 import type { TrainSummary } from '../run/records.js'
@@ -8,6 +9,7 @@ import { findBadImages, prepareImages, subset, type ImageList, type Subset } fro
 import { acceptBadImages, BadImagesError, embedImages } from './embed.js'
 import { evaluateModel, writeEval, evalPath, type ModelEval, type ModelUnderTest } from './evaluate.js'
 import { TEST, TRAIN } from './split.js'
+import { workerFilesExist, workerPath } from '../run/worker-files.js'
 import { trainRound } from './train.js'
 
 export interface PipelineOptions {
@@ -30,18 +32,24 @@ export interface PipelineResult {
 }
 
 export function initialModel(ctx: Context): ModelSpec {
-  const m = ctx.config.model
-  return { loader: m.loader, name: m.name, weights: m.weights, image_size: m.image_size }
+  return { ...ctx.config.model }
 }
 
-/** What the config asks of these images, checked before the run writes anything. */
-function checkPlan(ctx: Context, images: ImageList, until: PipelineOptions['until']): void {
+/** What the config asks of the model and these images, checked before the run writes anything. */
+async function checkPlan(ctx: Context, images: ImageList, until: PipelineOptions['until']): Promise<void> {
+  // Loading the model refuses weights of another family or size and an image size it cannot take.
+  const { result: model } = await ctx.worker.call('model.describe', { model: initialModel(ctx) })
   if (until === 'embed') return
   const nTrain = subset(images, TRAIN).ids.length
   resolveK(ctx.config.cluster, nTrain)
   if (until === 'cluster') return
   const batch = ctx.config.train.batch_size
   if (nTrain < batch) throw new Error(`train.batch_size = ${batch}: the ${nTrain} training images cannot fill one batch; choose train.batch_size <= ${nTrain}`)
+  const freeze = ctx.config.train.freeze
+  if (freeze > 0 && model.blocks === null) throw new Error(`train.freeze = ${freeze}: ${ctx.config.model.name} cannot be partly frozen; use train.freeze = 0`)
+  if (model.blocks !== null && freeze > model.blocks) {
+    throw new Error(`train.freeze = ${freeze}: ${ctx.config.model.name} has ${model.blocks} blocks; choose train.freeze between 0 and ${model.blocks}`)
+  }
   if (until === 'train') return
   const nTest = testSplit(images).ids.length
   const k = ctx.config.eval.cluster_k
@@ -76,7 +84,7 @@ export async function runPipeline(ctx: Context, opts: PipelineOptions): Promise<
 /** The models of a run, baselines first, under one protocol on the test split. */
 async function evaluateAll(ctx: Context, images: ImageList, rounds: RoundResult[]): Promise<ModelEval[]> {
   const test = testSplit(images)
-  const models = await baselineModels(ctx)
+  const models = await baselineModels(ctx, images)
   for (const r of rounds) models.push({ name: `round ${r.round}`, spec: r.model })
   const results: ModelEval[] = []
   for (const model of models) results.push(await evaluateModel(ctx, model, test))
@@ -91,16 +99,33 @@ export function testSplit(images: ImageList): Subset {
   return test
 }
 
-/** The reference models of eval.baselines: the starting model and/or raw pixels at its input size. */
-export async function baselineModels(ctx: Context): Promise<ModelUnderTest[]> {
+/** Pixel baselines compare images this small (or the model's input size, if smaller): tiny images keep the vectors short. */
+export const PIXEL_BASELINE_SIZE = 32
+
+/**
+ * The reference models of eval.baselines: the starting model, and raw pixels
+ * as plain intensities and centred on the mean of the training images.
+ */
+export async function baselineModels(ctx: Context, images: ImageList): Promise<ModelUnderTest[]> {
   const initial = initialModel(ctx)
   const models: ModelUnderTest[] = []
   for (const baseline of ctx.config.eval.baselines) {
     if (baseline === 'initial') models.push({ name: initial.weights ? 'pretrained' : 'random init', spec: initial })
     if (baseline === 'pixels') {
       const { result } = await ctx.worker.call('model.describe', { model: initial })
-      models.push({ name: 'raw pixels', spec: { loader: 'nfhm.core.pixels:load', name: `pixels@${result.image_size}`, weights: null, image_size: null } })
+      const pixels = { loader: 'nfhm.core.pixels:load', name: `pixels@${Math.min(result.image_size, PIXEL_BASELINE_SIZE)}`, weights: null, image_size: null, embedding_size: null }
+      models.push({ name: 'pixels', spec: pixels })
+      models.push({ name: 'pixels (centred)', spec: { ...pixels, weights: await pixelMean(ctx, pixels, subset(images, TRAIN)) } })
     }
   }
   return models
+}
+
+/** The worker path of the mean pixel vector of the training images (computed once per image list). */
+async function pixelMean(ctx: Context, pixels: ModelSpec, train: Subset): Promise<string> {
+  const embeddings = await embedImages(ctx, pixels, train, 'train (pixels)')
+  const out = workerPath(ctx, join(embeddings.dir, 'mean.npy'))
+  const [exists] = await workerFilesExist(ctx, [out])
+  if (!exists) await ctx.worker.call('embed.mean', { shards: embeddings.shards, out })
+  return out
 }

@@ -131,6 +131,8 @@ async function openTraining(ctx: Context, opts: TrainOptions, precision: ReturnT
       batch_size: cfg.batch_size,
       weight_decay: cfg.weight_decay,
       head_lr_scale: cfg.head_lr_scale,
+      freeze: cfg.freeze,
+      embedding_lr_scale: cfg.embedding_lr_scale,
       precision,
       augment: cfg.augment,
       seed: cfg.seed,

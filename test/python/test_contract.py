@@ -36,7 +36,7 @@ def extension(**methods: Any) -> ModuleType:
 
 def test_a_wrong_type_is_refused_with_the_method_and_the_field(tmp_path: Path) -> None:
     params = {
-        "model": {"loader": "nfhm.core.model:load", "name": "ViT-T/4@28px", "weights": None, "image_size": None},
+        "model": {"loader": "nfhm.core.model:load", "name": "ViT-T/4@28px", "weights": None, "image_size": None, "embedding_size": None},
         "out": str(tmp_path / "shard.arrow"),
         "batch_size": "x",
         "loader_workers": 0,

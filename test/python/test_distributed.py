@@ -35,7 +35,7 @@ from worker_calls import call
 WORLD = 2
 IMAGES = 64
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
-MODEL = {"loader": "nfhm.core.model:load", "name": "ViT-T/4@28px", "weights": None, "image_size": None}
+MODEL = {"loader": "nfhm.core.model:load", "name": "ViT-T/4@28px", "weights": None, "image_size": None, "embedding_size": None}
 TRAIN = {
     "model": MODEL,
     "head": {"plugin": "nfhm.core.partial_fc:PartialFC_V2", "sample_rate": 1.0, "sample_num_feat": None},
@@ -44,6 +44,8 @@ TRAIN = {
     "batch_size": 16,  # global: 8 per rank
     "weight_decay": 0.0,
     "head_lr_scale": 5.0,
+    "freeze": 0,
+    "embedding_lr_scale": 1.0,
     "precision": "fp32",
     "augment": {"crop_scale": [0.6, 1.0], "hflip_prob": 0.5, "randaug_ops": 1, "randaug_magnitude": 5, "erasing_prob": 0.25},
     "seed": 3,
@@ -51,6 +53,13 @@ TRAIN = {
     "resume": None,
 }
 SCHEDULE = {"lr": [[1e-3, 5e-3]] * 3, "beta1": [[0.9, 0.9]] * 3}  # 3 steps per call; 4 steps per epoch
+# The first block frozen and no augmentation: the frozen part's output is cached (each rank keeps
+# what it has seen, so the second epoch mixes cached and new images).
+FROZEN = {
+    **TRAIN,
+    "freeze": 1,
+    "augment": {"crop_scale": [1.0, 1.0], "hflip_prob": 0.0, "randaug_ops": 0, "randaug_magnitude": 5, "erasing_prob": 0.0},
+}
 
 
 def image_table(folder: Path) -> pa.Table:
@@ -166,6 +175,9 @@ def lead(registry: Registry, state: WorkerState, out: Path) -> dict[str, Any]:
         losses += call("train.steps", SCHEDULE)[0]["loss"]
         call("train.export", {"model_path": str(out / "two-model.pt"), "centroids_path": str(out / "two-centres.npy")})
         failure = run(state, "train.steps", SCHEDULE, {})[0]  # no session any more, on either rank
+        call("train.start", FROZEN, {"train": table})
+        frozen_losses = call("train.steps", SCHEDULE)[0]["loss"] + call("train.steps", SCHEDULE)[0]["loss"]
+        call("train.export", {"model_path": str(out / "frozen-model.pt"), "centroids_path": str(out / "frozen-centres.npy")})
     finally:
         torchrun.release_followers()
     return {
@@ -175,6 +187,7 @@ def lead(registry: Registry, state: WorkerState, out: Path) -> dict[str, Any]:
         "losses": losses,
         "failure": failure,
         "follower_failure": follower_failure,
+        "frozen_losses": frozen_losses,
     }
 
 
@@ -228,9 +241,11 @@ def test_embedding_and_search_split_over_ranks_match_one_process(run: dict[str, 
     )
 
 
-def one_process_training(table: pa.Table, folder: Path, resume: str | None, calls: int) -> tuple[list[float], Path, Path]:
+def one_process_training(
+    table: pa.Table, folder: Path, resume: str | None, calls: int, params: dict[str, Any] = TRAIN
+) -> tuple[list[float], Path, Path]:
     state = WorkerState()
-    call("train.start", {**TRAIN, "resume": resume}, {"train": table}, state)
+    call("train.start", {**params, "resume": resume}, {"train": table}, state)
     losses: list[float] = []
     for _ in range(calls):
         losses += call("train.steps", SCHEDULE, {}, state)[0]["loss"]
@@ -273,3 +288,9 @@ def test_a_checkpoint_of_two_ranks_continues_in_one_process(run: dict[str, Any],
     )
     np.testing.assert_allclose(resumed, full[3:], **TOLERANCE)
     assert_same_weights(model, centres, resumed_model, resumed_centres)
+
+
+def test_two_ranks_train_a_partly_frozen_model_with_its_cache_as_one_process(run: dict[str, Any], tmp_path: Path) -> None:
+    losses, model, centres = one_process_training(run["table"], tmp_path, None, calls=2, params=FROZEN)
+    np.testing.assert_allclose(run["ranks"][0]["frozen_losses"], losses, **TOLERANCE)
+    assert_same_weights(model, centres, run["folder"] / "frozen-model.pt", run["folder"] / "frozen-centres.npy")

@@ -31,7 +31,7 @@ def weights(tmp_path_factory) -> str:
 
 
 def spec(weights: str | None = None, name: str = SMALL, loader: str = "nfhm.core.model:load", image_size=None):
-    return {"loader": loader, "name": name, "weights": weights, "image_size": image_size}
+    return {"loader": loader, "name": name, "weights": weights, "image_size": image_size, "embedding_size": None}
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +147,7 @@ def test_describe_reports_sizes_transform_hash_and_parameters(weights):
         "transform": repr(EvalTransform(28)),
         "weights_sha256": hashlib.sha256(open(weights, "rb").read()).hexdigest(),
         "parameters": sum(p.numel() for p in model.parameters()),
+        "blocks": 2,  # what train.freeze may count
     }
 
 
@@ -165,29 +166,46 @@ def test_an_unknown_loader_or_missing_images_table_is_a_clear_error(tmp_path):
 # --- the raw-pixel baseline ---------------------------------------------------------------
 
 
-def test_pixels_embed_the_flattened_transform(tmp_path, collection):
+def test_pixels_embed_plain_intensities(tmp_path, collection):
     ids, paths, bad_ids = collection
     pixels = spec(name="pixels@16", loader="nfhm.core.pixels:load")
     embed(WorkerState(), pixels, ids, paths, tmp_path / "p.arrow")
-    transform = EvalTransform(16)
+    # The reference: the models' normalised transform, normalisation undone (x * std + mean).
+    normalised = EvalTransform(16)
+    std = torch.tensor(normalised.std).view(3, 1, 1)
+    mean = torch.tensor(normalised.mean).view(3, 1, 1)
     good = [p for i, p in zip(ids, paths) if i not in bad_ids]
-    expected = np.stack([transform(open_rgb(p)).reshape(-1).numpy() for p in good])
-    np.testing.assert_array_equal(read_shard(tmp_path / "p.arrow")[1], expected)
+    expected = np.stack([(normalised(open_rgb(p)) * std + mean).reshape(-1).numpy() for p in good])
+    got = read_shard(tmp_path / "p.arrow")[1]
+    assert got.min() >= 0 and got.max() <= 1
+    # Values in [0, 1] through a divide and a multiply-add: a few float32 ulps at magnitude 1.
+    np.testing.assert_allclose(got, expected, rtol=0, atol=4 * 2**-24)
 
 
-def test_pixels_describe_and_name_rules():
+def test_pixels_centred_on_the_mean_that_embed_mean_writes(tmp_path, collection):
+    ids, paths, bad_ids = collection
+    plain = spec(name="pixels@16", loader="nfhm.core.pixels:load")
+    embed(WorkerState(), plain, ids, paths, tmp_path / "p.arrow")
+    mean_file = tmp_path / "mean.npy"
+    result = call("embed.mean", {"shards": [str(tmp_path / "p.arrow")], "out": str(mean_file)})[0]
+    vectors = read_shard(tmp_path / "p.arrow")[1]
+    assert result == {"rows": len(vectors), "dim": 3 * 16 * 16}
+    np.testing.assert_allclose(np.load(mean_file), vectors.astype(np.float64).mean(0), rtol=0, atol=1e-6)
+    centred = spec(name="pixels@16", loader="nfhm.core.pixels:load", weights=str(mean_file))
+    embed(WorkerState(), centred, ids, paths, tmp_path / "c.arrow")
+    # Subtracting a float32 mean from values in [0, 1]: exact to float32 rounding at magnitude 1.
+    np.testing.assert_allclose(read_shard(tmp_path / "c.arrow")[1], vectors - np.load(mean_file), rtol=0, atol=2**-23)
+
+
+def test_pixels_describe_and_name_rules(tmp_path):
     described = call("model.describe", {"model": spec(name="pixels@28", loader="nfhm.core.pixels:load")})[0]
-    assert described == {
-        "embedding_size": 3 * 28 * 28,
-        "image_size": 28,
-        "transform": repr(EvalTransform(28)),
-        "weights_sha256": None,
-        "parameters": 0,
-    }
+    assert described["embedding_size"] == 3 * 28 * 28 and described["image_size"] == 28
+    assert described["parameters"] == 0 and described["weights_sha256"] is None
     other = call("model.describe", {"model": spec(name="pixels", loader="nfhm.core.pixels:load", image_size=32)})[0]
     assert other["transform"] != described["transform"] and other["embedding_size"] == 3 * 32 * 32
-    with pytest.raises(ValueError, match="no weights"):
-        load_pixels("pixels@28", weights="w.pt")
+    np.save(tmp_path / "wrong.npy", np.zeros(5, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"shape \(2352,\), found \(5,\)"):
+        load_pixels("pixels@28", weights=tmp_path / "wrong.npy")
     with pytest.raises(ValueError, match="image_size=32"):
         load_pixels("pixels@28", image_size=32)
     with pytest.raises(ValueError, match="pixels@S"):

@@ -59,7 +59,14 @@ def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str
     Only ``*.num_batches_tracked`` may be missing. The error lists every missing,
     unexpected and mis-shaped key at once, so one run shows the whole mismatch.
     """
-    expected = model.state_dict()
+    check_keys(model.state_dict(), state, source)
+    model.load_state_dict(state, strict=False)
+
+
+def check_keys(
+    expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], source: str | os.PathLike[str]
+) -> None:
+    """``load_strict``'s check of ``state`` against the ``expected`` names and shapes."""
     missing = [k for k in expected if k not in state and not k.endswith(TOLERATED_SUFFIX)]
     unexpected = [k for k in state if k not in expected]
     misshaped = [
@@ -73,4 +80,3 @@ def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str
             if keys:
                 lines.append(f"  {title} ({len(keys)}): " + ", ".join(keys))
         raise CheckpointError("\n".join(lines))
-    model.load_state_dict(state, strict=False)

@@ -11,7 +11,11 @@ Differences from the original, all deliberate:
 * Small configs of the same architecture (``*@28px``) for CPU work.
 
 Names of the form ``openclip:<arch>`` load an OpenCLIP image tower instead
-(``nfhm.core.openclip_tower``, optional extra).
+(``nfhm.core.openclip_tower``, optional extra), and ``efficientnet-lite0`` (1, 2) an
+ImageNet-pretrained convolutional encoder (``nfhm.core.efficientnet_lite``).
+
+The ViT can be partly frozen (``nfhm.core.freeze``): ``freeze(n)`` freezes the patch and
+position embeddings and the first n blocks.
 """
 
 from __future__ import annotations
@@ -24,10 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import load_strict, read_state_dict
+from .efficientnet_lite import VARIANTS as EFFICIENTNET_LITE_VARIANTS
+from .efficientnet_lite import load as load_efficientnet_lite
+from .freeze import PartlyFrozen
 from .transforms import EvalTransform
 
 BN_EPS = 2e-5
 OPENCLIP_PREFIX = "openclip:"
+EFFICIENTNET_LITE_PREFIX = "efficientnet-lite"
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,7 @@ class Block(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(PartlyFrozen, nn.Module):
     """UNICOM's encoder: patches + position embedding (no class token), pre-norm blocks,
     final LayerNorm, then a head over ALL tokens flattened (N*D -> D -> E, BatchNorm after
     each Linear). The output is not L2-normalised."""
@@ -184,13 +192,44 @@ class VisionTransformer(nn.Module):
     def embedding_size(self) -> int:
         return self.config.embedding_size
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    @property
+    def embedding_head(self) -> nn.Module:
+        return self.feature
+
+    def _stem_parts(self) -> list[nn.Module | nn.Parameter]:
+        return [self.patch_embed, self.pos_embed]
+
+    def _check_size(self, images: torch.Tensor) -> None:
         if images.shape[-2:] != (self.image_size, self.image_size):
             # The head is tied to the token count, so other sizes cannot run through.
             raise ValueError(
                 f"expected {self.image_size}x{self.image_size} images, got {tuple(images.shape[-2:])}; "
                 f"load the model with image_size={images.shape[-1]} to resample it"
             )
+
+    def forward_frozen(self, images: torch.Tensor) -> torch.Tensor:
+        """Patch and position embedding and the frozen blocks: (B, N, D) tokens (the images
+        themselves when nothing is frozen)."""
+        if self.frozen_blocks == 0:
+            return images
+        self._check_size(images)
+        x = self.patch_embed(images) + self.pos_embed
+        for block in self.blocks[: self.frozen_blocks]:
+            x = block(x)
+        return x
+
+    def forward_trained(self, h: torch.Tensor) -> torch.Tensor:
+        """What follows ``forward_frozen``: the other blocks, the final norm and the head."""
+        if self.frozen_blocks == 0:
+            self._check_size(h)
+            h = self.patch_embed(h) + self.pos_embed
+        for block in self.blocks[self.frozen_blocks :]:
+            h = block(h)
+        h = self.norm(h)
+        return self.feature(h.reshape(h.shape[0], -1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self._check_size(images)
         x = self.patch_embed(images) + self.pos_embed
         for block in self.blocks:
             x = block(x)
@@ -202,7 +241,8 @@ def get_config(name: str) -> ViTConfig:
     try:
         return CONFIGS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(CONFIGS)}") from None
+        known = [*CONFIGS, *EFFICIENTNET_LITE_VARIANTS]
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(known)} (or openclip:<arch>)") from None
 
 
 def create_model(
@@ -253,19 +293,34 @@ def load(
     weights: str | os.PathLike[str] | None = None,
     device: torch.device | str = "cpu",
     image_size: int | None = None,
+    embedding_size: int | None = None,
 ) -> tuple[nn.Module, EvalTransform]:
     """Build ``name`` and load ``weights`` strictly; returns (fp32 model in eval mode, eval transform).
 
     ``weights``: a UNICOM release file (flat fp16 state dict) or an nfhm ``trained_model.pt``
     (same layout, fp32). ``None`` gives a randomly initialised model (training from scratch).
     ``image_size`` (default: the config's) may differ from the checkpoint's: see
-    ``resample_token_grid``. ``openclip:<arch>`` names go to the OpenCLIP family.
+    ``resample_token_grid``. ``embedding_size`` (default: the config's) cannot differ from the
+    named config's: a UNICOM release fixes it. ``openclip:<arch>`` names go to the OpenCLIP
+    family, ``efficientnet-lite*`` names to EfficientNet-Lite (where ``embedding_size`` is free).
     """
+    if name.startswith(EFFICIENTNET_LITE_PREFIX):
+        return load_efficientnet_lite(name, weights, device, image_size, embedding_size)
     if name.startswith(OPENCLIP_PREFIX):
+        if embedding_size is not None:
+            raise ValueError(
+                f"model.embedding_size={embedding_size}: OpenCLIP towers keep their own output size; leave it null"
+            )
         # Imported here only: open_clip imports torchvision, which the core must not need.
         from .openclip_tower import load_openclip
 
         return load_openclip(name[len(OPENCLIP_PREFIX) :], weights, device, image_size)
+    config = get_config(name)
+    if embedding_size is not None and embedding_size != config.embedding_size:
+        raise ValueError(
+            f"model.embedding_size={embedding_size}: {name} has embedding size {config.embedding_size} "
+            f"(fixed by its release); allowed: null or {config.embedding_size}"
+        )
     model = create_model(name, image_size)
     if weights is not None:
         state = resample_token_grid(read_state_dict(weights), model.num_tokens)

@@ -8,11 +8,12 @@ the one training starts from.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from PIL import Image
 
 from . import plugins
+from .efficientnet_lite import IMAGENET, PREFIX as EFFICIENTNET_LITE_PREFIX, imagenet_weights_file
 
 if TYPE_CHECKING:
     import torch
@@ -25,6 +26,7 @@ class ModelSpec(TypedDict):
     name: str  # "ViT-L/14@336px", "openclip:ViT-B-32", "pixels@28"
     weights: str | None
     image_size: int | None
+    embedding_size: NotRequired[int | None]  # the embedding head's size; None: the model's own
 
 
 @dataclass
@@ -50,13 +52,25 @@ def _probe(model: torch.nn.Module, transform: Any, device: torch.device) -> tupl
     return int(image.shape[-1]), int(embedding_size)
 
 
+def weights_file(spec: ModelSpec) -> str | None:
+    """The file the spec's weights are read from: `weights` itself, or for EfficientNet-Lite's
+    ``imagenet`` the installed package's file (so its hash can key the embedding cache)."""
+    weights = spec.get("weights")
+    if weights == IMAGENET and spec["name"].startswith(EFFICIENTNET_LITE_PREFIX):
+        try:
+            return imagenet_weights_file(spec["name"])
+        except (ImportError, ValueError):
+            return None
+    return weights
+
+
 def build_model(spec: ModelSpec, device: torch.device) -> tuple[torch.nn.Module, Any, int, int]:
     """A new instance of the spec's model on `device`: (model, eval transform, embedding size, image size)."""
     import torch
 
     loader = plugins.resolve(spec["loader"])
     # Only the keywords that are set: UNICOM's own load(name, device, download_root) takes no others.
-    extra = {k: spec[k] for k in ("weights", "image_size") if spec[k] is not None}
+    extra = {k: spec.get(k) for k in ("weights", "image_size", "embedding_size") if spec.get(k) is not None}
     # A model without weights starts from a fixed random init: the network that embeds the
     # images for the first k-means is the one training starts from, in every process.
     with torch.random.fork_rng(devices=[]):

@@ -22,15 +22,16 @@ kept too and restored when the world size is the same.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from . import plugins
+from .freeze import FrozenCache
 from .lifetime import die_with_worker
 from .precision import Precision
 from .train_images import TrainImages
@@ -75,26 +76,36 @@ class Session:
     embedding_size: int
     world: World = field(default_factory=World)
     step: int = 0
-    batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
+    batches: Iterator[Any] | None = None  # of epoch_batches, or cached_epoch_batches with a cache
+    # train.freeze > 0: the model's frozen part (backbone is then its trained part) and, when
+    # that part's output is cached, the cache (nfhm/core/freeze.py)
+    frozen: Callable[[torch.Tensor], torch.Tensor] | None = None
+    cache: FrozenCache | None = None
 
-    def epoch_batches(self, epoch: int, first_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """This rank's part of the batches of `epoch` from `first_batch` on; the order depends
-        on (seed, epoch) only, each image's augmentation on its position in the epoch."""
+    def batch_items(self, epoch: int, first_batch: int) -> list[list[tuple[int, int]]]:
+        """This rank's (image index, augmentation seed) items of the batches of `epoch` from
+        `first_batch` on; the order depends on (seed, epoch) only, each image's augmentation on
+        its position in the epoch."""
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
         per_rank = self.batch_size // self.world.size
         mine = range(self.world.rank * per_rank, (self.world.rank + 1) * per_rank)
-        batches = [
+        return [
             [(int(order[b * self.batch_size + j]), sample_seed(self.seed, epoch, b * self.batch_size + j)) for j in mine]
             for b in range(first_batch, self.steps_per_epoch)
         ]
-        loader = DataLoader(
+
+    def _loader(self, batches: list[list[tuple[int, int]]]) -> DataLoader:
+        return DataLoader(
             self.images,
             batch_sampler=batches,
             num_workers=self.loader_workers,
             pin_memory=self.device.type == "cuda",
             worker_init_fn=die_with_worker,
         )
-        return iter(loader)
+
+    def epoch_batches(self, epoch: int, first_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's part of the batches of `epoch` from `first_batch` on: (images, labels)."""
+        return iter(self._loader(self.batch_items(epoch, first_batch)))
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, within = divmod(self.step, self.steps_per_epoch)
@@ -102,6 +113,42 @@ class Session:
             self.batches = self.epoch_batches(epoch, within)
         images, labels = next(self.batches)
         return images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+    def cached_epoch_batches(
+        self, epoch: int, first_batch: int
+    ) -> Iterator[tuple[torch.Tensor | None, torch.Tensor, list[int]]]:
+        """As `epoch_batches`, plus each batch's image indices; the images are loaded only for
+        batches with an image whose frozen output is not cached yet (None otherwise)."""
+        assert self.cache is not None
+        items = self.batch_items(epoch, first_batch)
+        indices = [[index for index, _ in batch] for batch in items]
+        cached = [self.cache.has(batch) for batch in indices]
+        to_load = [batch for batch, done in zip(items, cached) if not done]
+        loaded = iter(self._loader(to_load)) if to_load else iter(())
+        for batch, done in zip(indices, cached):
+            if done:
+                yield None, torch.as_tensor(self.images.labels[batch]), batch
+            else:
+                images, labels = next(loaded)
+                yield images, labels, batch
+
+    def next_inputs(self) -> tuple[torch.Tensor, torch.Tensor, Callable[[torch.Tensor], torch.Tensor] | None]:
+        """(inputs, labels, frozen part to run on the inputs first or None) of the next step."""
+        if self.cache is None:
+            images, labels = self.next_batch()
+            return images, labels, self.frozen
+        assert self.frozen is not None
+        epoch, within = divmod(self.step, self.steps_per_epoch)
+        if within == 0 or self.batches is None:
+            self.batches = self.cached_epoch_batches(epoch, within)
+        images, labels, indices = next(self.batches)
+        if images is None:
+            outputs = self.cache.get(indices).to(self.device, non_blocking=True)
+        else:
+            with torch.no_grad(), self.precision.autocast():
+                outputs = self.frozen(images.to(self.device, non_blocking=True))
+            self.cache.put(indices, outputs)
+        return outputs, labels.to(self.device, non_blocking=True), None
 
 
 def sample_seed(seed: int, epoch: int, position: int) -> int:

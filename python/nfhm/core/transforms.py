@@ -136,10 +136,18 @@ def random_resized_crop(
     ratio: tuple[float, float],
     generator: torch.Generator | None,
 ) -> Image.Image:
-    """torchvision's RandomResizedCrop algorithm: 10 tries, then a centre crop at a clamped ratio."""
+    """torchvision's RandomResizedCrop algorithm: 10 tries, then a centre crop at a clamped ratio.
+
+    With ``scale == (1, 1)`` (the whole area) the box is always that centre crop: the tries
+    could only find the whole image again or, for a non-square image, by rounding, one pixel
+    less at a random offset. So no augmentation really is none, and the output of a frozen part
+    can be cached (nfhm/core/freeze.py). The tries still draw their numbers, so the draws after
+    the crop (flip, RandAugment, erasing) are unchanged; for square images nothing changes.
+    """
     width, height = image.size
     area = width * height
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    found = False
     for _ in range(10):
         target_area = area * _uniform(generator, *scale)
         aspect = math.exp(_uniform(generator, *log_ratio))
@@ -148,8 +156,9 @@ def random_resized_crop(
         if 0 < w <= width and 0 < h <= height:
             top = _randint(generator, 0, height - h)
             left = _randint(generator, 0, width - w)
+            found = True
             break
-    else:
+    if not found or scale[0] >= 1.0:
         in_ratio = width / height
         if in_ratio < min(ratio):
             w, h = width, int(round(width / min(ratio)))

@@ -23,6 +23,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .freeze import TrainedPart
+
 CONTROL_TIMEOUT = timedelta(days=7)
 
 
@@ -123,13 +125,14 @@ def gather_rows_to_leader(tensor: torch.Tensor) -> torch.Tensor | None:
 # --- data-parallel training ----------------------------------------------------
 
 
-def data_parallel(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+def data_parallel(model: nn.Module, trained_part: bool = False) -> tuple[nn.Module, nn.Module]:
     """(model, what the training step calls). With several ranks: BatchNorm statistics over the
     global batch (torch's SyncBatchNorm on CUDA; nfhm's GlobalBatchNorm on CPU, where
     SyncBatchNorm refuses to run) and DDP, which averages gradients over the ranks. Buffers are
-    not broadcast: synchronised BatchNorm keeps them equal on every rank."""
+    not broadcast: synchronised BatchNorm keeps them equal on every rank. With `trained_part`
+    the step calls ``model.forward_trained`` (a partly frozen model, nfhm/core/freeze.py)."""
     if _world.size == 1:
-        return model, model
+        return model, TrainedPart(model) if trained_part else model
     from torch.nn.parallel import DistributedDataParallel
 
     from .sync_batchnorm import convert_to_global_batchnorm
@@ -142,5 +145,6 @@ def data_parallel(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     # torch 2.13 renamed the option (the old name warns); older releases know only the old one.
     renamed = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
     no_buffer_sync = {"forward_sync_buffers" if renamed else "broadcast_buffers": False}
-    wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync)
+    target = TrainedPart(model) if trained_part else model
+    wrapped = DistributedDataParallel(target, device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync)
     return model, wrapped

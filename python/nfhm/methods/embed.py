@@ -15,8 +15,10 @@ import numpy as np
 
 from ..core.digest import sha256_file
 from ..core.embedding import embed_images
-from ..core.model_spec import LoadedModel, ModelSpec, build_model
-from ..core.shards import embedding_table
+from ..core.freeze import freezable_blocks
+from ..core.model_spec import LoadedModel, ModelSpec, build_model, weights_file
+from ..core.atomic import atomic_path
+from ..core.shards import embedding_table, read_embeddings
 from ..core.table_files import write_table_file
 from ..core.world import gather_to_leader, part, world
 from .handler import Handler, Result, Tables
@@ -62,8 +64,10 @@ def describe(state: WorkerState, tables: Tables, *, model: ModelSpec) -> Result:
         "image_size": loaded.image_size,
         # The repr lists every setting of the transform, so any change changes the string.
         "transform": repr(loaded.transform),
-        "weights_sha256": weights_sha256(state, model["weights"]),
+        "weights_sha256": weights_sha256(state, weights_file(model)),
         "parameters": sum(p.numel() for p in loaded.model.parameters()),
+        # how many blocks train.freeze may count; None: the model cannot be partly frozen
+        "blocks": freezable_blocks(loaded.model),
     }
 
 
@@ -104,5 +108,16 @@ def embed_shard(
     }
 
 
-METHODS: dict[str, Handler] = {"model.describe": describe, "embed.shard": embed_shard}
+def mean(state: WorkerState, tables: Tables, *, shards: list[str], out: str) -> Result:
+    """The mean embedding over `shards`, saved as a float32 .npy (what a centred baseline subtracts)."""
+    _, vectors = read_embeddings(shards)
+    # float64 accumulation: a float32 sum over 10^5 rows of 10^3 dims loses digits.
+    average = vectors.mean(axis=0, dtype=np.float64).astype(np.float32)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        np.save(f, average)
+    return {"rows": int(vectors.shape[0]), "dim": int(vectors.shape[1])}
+
+
+METHODS: dict[str, Handler] = {"model.describe": describe, "embed.shard": embed_shard, "embed.mean": mean}
 COLLECTIVE = frozenset({"embed.shard"})

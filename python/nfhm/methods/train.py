@@ -7,6 +7,7 @@ Under torchrun every rank runs these methods (all are collective); rank 0 writes
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Literal
 
@@ -14,7 +15,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..core import freeze as freezing
 from ..core.atomic import atomic_path
+from ..core.freeze import FrozenCache, apply_freeze, augmentation_is_off, frozen_cache
 from ..core.model_spec import ModelSpec, build_model
 from ..core.precision import Precision
 from ..core.threads import cores_shared
@@ -30,8 +33,8 @@ from ..core.train_session import (
     make_head,
     sample_seed,
 )
-from ..core.train_step import NonFiniteLoss, make_optimizer, train_step
-from ..core.transforms import Augmentation, AugmentSpec, TrainTransform
+from ..core.train_step import NonFiniteLoss, make_optimizer, set_step_hyperparameters, train_step
+from ..core.transforms import CLIP_MEAN, CLIP_STD, Augmentation, AugmentSpec, TrainTransform
 from ..core.world import data_parallel, gather_rows_to_leader, world
 from .handler import Handler, Result, Tables
 from .state import WorkerState
@@ -54,6 +57,8 @@ def start(
     batch_size: int,
     weight_decay: float,
     head_lr_scale: float,
+    freeze: int,
+    embedding_lr_scale: float,
     precision: Literal["fp32", "bf16", "fp16"],
     augment: AugmentSpec,
     seed: int,
@@ -77,17 +82,32 @@ def start(
 
     torch.manual_seed(seed)
     device = ranks.device()
-    backbone_model, _, embedding_size, image_size = build_model(model, device)
+    backbone_model, eval_transform, embedding_size, image_size = build_model(model, device)
+    apply_freeze(backbone_model, freeze, model["name"])
     backbone_model.train()
-    backbone_model, backbone = data_parallel(backbone_model)
+    backbone_model, backbone = data_parallel(backbone_model, trained_part=freeze > 0)
     head_module = make_head(head, margin, embedding_size, num_classes, seed, ranks)
     # Drop-path draws from the global RNG: a stream of its own on every rank.
     torch.manual_seed(sample_seed(seed, RANK_STREAM, ranks.rank))
     optimizer = make_optimizer(
-        backbone_model, head_module, lr=1.0, head_lr_scale=head_lr_scale, weight_decay=weight_decay
+        backbone_model,
+        head_module,
+        lr=1.0,
+        head_lr_scale=head_lr_scale,
+        weight_decay=weight_decay,
+        embedding_lr_scale=embedding_lr_scale,
     )
     policy = Precision.from_name(precision, device, process_group=dist.group.WORLD if ranks.size > 1 else None)
-    transform = TrainTransform(image_size, Augmentation.from_params(augment))
+    # The model's own input normalisation (CLIP's for the UNICOM ViTs, (x - 127) / 128 for
+    # EfficientNet-Lite): training sees what embedding sees.
+    mean, std = getattr(eval_transform, "mean", CLIP_MEAN), getattr(eval_transform, "std", CLIP_STD)
+    transform = TrainTransform(image_size, Augmentation.from_params(augment), mean, std)
+    frozen, cache = None, None
+    if freeze > 0:
+        frozen = backbone_model.forward_frozen
+        cache = frozen_cache(backbone_model, len(paths), image_size, policy, device, augment)
+        if ranks.leader:
+            log_freeze(model["name"], freeze, backbone_model.num_blocks, cache, len(paths), augment)
     images = TrainImages(paths, labels, transform, decode_all(paths, loader_workers))
     session = Session(
         model=backbone_model,
@@ -104,6 +124,8 @@ def start(
         num_classes=num_classes,
         embedding_size=embedding_size,
         world=ranks,
+        frozen=frozen,
+        cache=cache,
     )
     if resume:
         restore(session, resume)
@@ -120,6 +142,28 @@ def start(
     }
 
 
+def log_freeze(
+    name: str, freeze: int, blocks: int, cache: FrozenCache | None, count: int, augment: AugmentSpec
+) -> None:
+    """Which path training takes, once, in the worker's log."""
+    if cache is not None:
+        how = (
+            f"the frozen part's outputs are cached from the first epoch on: {count} images x "
+            f"{tuple(cache.values.shape[1:])} {str(cache.values.dtype).removeprefix('torch.')} = "
+            f"{cache.nbytes / 2**20:.1f} MiB"
+        )
+    elif not augmentation_is_off(augment):
+        how = (
+            "the frozen part runs every step (no cache: train.augment is on; caching needs crop_scale [1, 1], "
+            "hflip_prob 0, randaug_ops 0 and erasing_prob 0)"
+        )
+    else:
+        limit = freezing.FROZEN_CACHE_BYTES / 2**30
+        how = f"the frozen part runs every step (no cache: it would need more than {limit:g} GiB)"
+    message = f"train.start: train.freeze={freeze}: the stem and {freeze} of {name}'s {blocks} blocks frozen; {how}"
+    print(message, file=sys.stderr, flush=True)
+
+
 def steps(
     state: WorkerState, tables: Tables, *, lr: list[tuple[float, float]], beta1: list[tuple[float, float]]
 ) -> Result:
@@ -132,13 +176,18 @@ def steps(
     nonfinite: int | None = None
     with cores_shared(session.loader_workers):
         for lrs, betas in zip(lr, beta1):
-            for group, group_lr, group_beta1 in zip(session.optimizer.param_groups, lrs, betas):
-                group["lr"] = group_lr
-                group["betas"] = (group_beta1, group["betas"][1])
-            images, labels = session.next_batch()
+            set_step_hyperparameters(session.optimizer, lrs, betas)
+            inputs, labels, frozen = session.next_inputs()
             try:
                 stats = train_step(
-                    session.backbone, session.head, images, labels, session.optimizer, session.precision, session.batch_size
+                    session.backbone,
+                    session.head,
+                    inputs,
+                    labels,
+                    session.optimizer,
+                    session.precision,
+                    session.batch_size,
+                    frozen=frozen,
                 )
             except NonFiniteLoss:
                 nonfinite = session.step
