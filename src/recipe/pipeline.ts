@@ -45,6 +45,11 @@ async function checkPlan(ctx: Context, images: ImageList, until: PipelineOptions
   if (until === 'cluster') return
   const batch = ctx.config.train.batch_size
   if (nTrain < batch) throw new Error(`train.batch_size = ${batch}: the ${nTrain} training images cannot fill one batch; choose train.batch_size <= ${nTrain}`)
+  const a = ctx.config.train.augment
+  if (a.crop_scale[0] === 1 && a.hflip_prob === 0 && a.randaug_ops === 0 && a.erasing_prob === 0) {
+    // Measured on Fashion-MNIST with a frozen pretrained trunk: MAP@R 0.297 -> 0.094 (docs/compute-core.md).
+    ctx.warn('train.augment is off: without augmentation cluster discrimination tends to memorise the pseudo-labels and lose the true classes; crops and flips are what teach invariance')
+  }
   const freeze = ctx.config.train.freeze
   if (freeze > 0 && model.blocks === null) throw new Error(`train.freeze = ${freeze}: ${ctx.config.model.name} cannot be partly frozen; use train.freeze = 0`)
   if (model.blocks !== null && freeze > model.blocks) {
