@@ -47,7 +47,6 @@ describe('nfhm compare', () => {
     expect(comparison.models.map((m) => [m.name, m.kind])).toEqual([
       ['random init', 'baseline'],
       ['pixels', 'baseline'],
-      ['pixels (centred)', 'baseline'],
       [runArg, 'run'],
       [checkpointArg, 'checkpoint'],
     ])
@@ -58,9 +57,9 @@ describe('nfhm compare', () => {
 
   it("gives each trained model the numbers of its own run's evaluation (one protocol, one test split)", () => {
     const own = (k: number) => readJson<EvalRecord[]>(join(sweepDir, `k-${k}`, 'seed-0', 'eval.json'))[0]!
-    expect(comparison.models[3]!.metrics).toEqual(own(10).metrics)
-    expect(comparison.models[4]!.metrics).toEqual(own(40).metrics)
-    expect(comparison.models[3]!.model.weights).toBe(join(runArg, 'round-1', 'train', 'trained_model.pt'))
+    expect(comparison.models[2]!.metrics).toEqual(own(10).metrics)
+    expect(comparison.models[3]!.metrics).toEqual(own(40).metrics)
+    expect(comparison.models[2]!.model.weights).toBe(join(runArg, 'round-1', 'train', 'trained_model.pt'))
   })
 
   it('has the intervals numpy computes over queries from the same resamples', async () => {
@@ -87,7 +86,7 @@ print(json.dumps(out))
     )
     for (const metric of comparison.metrics) {
       const [estimate, lower, upper] = ref[metric]!
-      const ci = comparison.models[3]!.metrics[metric]!
+      const ci = comparison.models[2]!.metrics[metric]!
       expect(ci.estimate).toBeCloseTo(estimate, 12)
       expect(ci.lower).toBeCloseTo(lower, 12)
       expect(ci.upper).toBeCloseTo(upper, 12)

@@ -36,7 +36,7 @@ train:
   chunk_steps: 2
   checkpoint_every: 6
   augment: {crop_scale: [0.6, 1], randaug_ops: 0, erasing_prob: 0}
-eval: {bootstrap: 100, knn_k: [5, 10]}
+eval: {bootstrap: 100, knn_k: [5, 10], baselines: [initial, pixels-centred]}
 ${extra}`,
   )
   return path
@@ -98,7 +98,7 @@ print(json.dumps({"keys": len(model.state_dict()), "centroids": list(np.load(cfg
     expect(shapes.keys).toBeGreaterThan(10)
 
     const evaluation = readJson<Array<{ name: string; metrics: Record<string, { estimate: number; lower: number; upper: number }> }>>(join(dir, 'eval.json'))
-    expect(evaluation.map((e) => e.name)).toEqual(['random init', 'round 1'])
+    expect(evaluation.map((e) => e.name)).toEqual(['random init', 'pixels (centred)', 'round 1'])
     for (const e of evaluation) {
       for (const key of ['recall@1', 'recall@8', 'map@r', 'r_precision', 'knn@5']) {
         const m = e.metrics[key]!

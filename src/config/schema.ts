@@ -131,7 +131,10 @@ export const evalSchema = z.strictObject({
   knn_temperature: z.number().positive().default(0.07),
   cluster_k: positiveInt.nullable().default(null).describe('k-means k on test embeddings; null = number of classes'),
   bootstrap: positiveInt.default(1000),
-  baselines: z.array(z.enum(['initial', 'pixels'])).default(['initial']),
+  baselines: z
+    .array(z.enum(['initial', 'pixels', 'pixels-centred']))
+    .default(['initial'])
+    .describe('the starting model; pixels as plain intensities; pixels centred on the training images'),
 })
 
 /** Several worker processes under torchrun (one per GPU), driven as one worker (docs/scale-out.md). */

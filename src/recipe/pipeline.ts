@@ -109,19 +109,20 @@ export const PIXEL_BASELINE_SIZE = 32
 
 /**
  * The reference models of eval.baselines: the starting model, and raw pixels
- * as plain intensities and centred on the mean of the training images.
+ * as plain intensities and/or centred on the mean of the training images.
  */
 export async function baselineModels(ctx: Context, images: ImageList): Promise<ModelUnderTest[]> {
   const initial = initialModel(ctx)
   const models: ModelUnderTest[] = []
   for (const baseline of ctx.config.eval.baselines) {
-    if (baseline === 'initial') models.push({ name: initial.weights ? 'pretrained' : 'random init', spec: initial })
-    if (baseline === 'pixels') {
-      const { result } = await ctx.worker.call('model.describe', { model: initial })
-      const pixels = { loader: 'nfhm.core.pixels:load', name: `pixels@${Math.min(result.image_size, PIXEL_BASELINE_SIZE)}`, weights: null, image_size: null, embedding_size: null }
-      models.push({ name: 'pixels', spec: pixels })
-      models.push({ name: 'pixels (centred)', spec: { ...pixels, weights: await pixelMean(ctx, pixels, subset(images, TRAIN)) } })
+    if (baseline === 'initial') {
+      models.push({ name: initial.weights ? 'pretrained' : 'random init', spec: initial })
+      continue
     }
+    const { result } = await ctx.worker.call('model.describe', { model: initial })
+    const pixels = { loader: 'nfhm.core.pixels:load', name: `pixels@${Math.min(result.image_size, PIXEL_BASELINE_SIZE)}`, weights: null, image_size: null, embedding_size: null }
+    if (baseline === 'pixels') models.push({ name: 'pixels', spec: pixels })
+    else models.push({ name: 'pixels (centred)', spec: { ...pixels, weights: await pixelMean(ctx, pixels, subset(images, TRAIN)) } })
   }
   return models
 }
