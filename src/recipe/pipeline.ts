@@ -113,16 +113,15 @@ export const PIXEL_BASELINE_SIZE = 32
  */
 export async function baselineModels(ctx: Context, images: ImageList): Promise<ModelUnderTest[]> {
   const initial = initialModel(ctx)
+  const baselines = ctx.config.eval.baselines
   const models: ModelUnderTest[] = []
-  for (const baseline of ctx.config.eval.baselines) {
-    if (baseline === 'initial') {
-      models.push({ name: initial.weights ? 'pretrained' : 'random init', spec: initial })
-      continue
-    }
-    const { result } = await ctx.worker.call('model.describe', { model: initial })
-    const pixels = { loader: 'nfhm.core.pixels:load', name: `pixels@${Math.min(result.image_size, PIXEL_BASELINE_SIZE)}`, weights: null, image_size: null, embedding_size: null }
-    if (baseline === 'pixels') models.push({ name: 'pixels', spec: pixels })
-    else models.push({ name: 'pixels (centred)', spec: { ...pixels, weights: await pixelMean(ctx, pixels, subset(images, TRAIN)) } })
+  if (baselines.includes('initial')) models.push({ name: initial.weights ? 'pretrained' : 'random init', spec: initial })
+  if (!baselines.includes('pixels') && !baselines.includes('pixels-centred')) return models
+  const { result } = await ctx.worker.call('model.describe', { model: initial })
+  const pixels = { loader: 'nfhm.core.pixels:load', name: `pixels@${Math.min(result.image_size, PIXEL_BASELINE_SIZE)}`, weights: null, image_size: null, embedding_size: null }
+  if (baselines.includes('pixels')) models.push({ name: 'pixels', spec: pixels })
+  if (baselines.includes('pixels-centred')) {
+    models.push({ name: 'pixels (centred)', spec: { ...pixels, weights: await pixelMean(ctx, pixels, subset(images, TRAIN)) } })
   }
   return models
 }
