@@ -114,32 +114,3 @@ describe('bootstrap confidence intervals', () => {
     expect(() => bootstrapCI(new Float64Array(0))).toThrow(/at least one query/)
   })
 })
-
-describe('bootstrap of a statistic of the resampled set', () => {
-  it('matches numpy on the same resamples (NMI of a clustering over resampled images)', async () => {
-    const { bootstrapStatistic } = await import('../src/eval/bootstrap.js')
-    const { normalizedMutualInfo, contingencyTable } = await import('../src/eval/clustering.js')
-    const n = 400
-    const truth = Int32Array.from({ length: n }, (_, i) => i % 5)
-    const pred = Int32Array.from(truth, (t, i) => (i % 7 === 0 ? (t + 1) % 5 : t))
-    const options = { resamples: 200, seed: 11 }
-    const ci = bootstrapStatistic(n, (draw) => normalizedMutualInfo(contingencyTable(draw.map((i) => truth[i]!), draw.map((i) => pred[i]!))), options)
-    const ref = await runPythonJson<{ est: number; lo: number; hi: number }>(
-      `
-import json, sys
-import numpy as np
-from sklearn.metrics import normalized_mutual_info_score as nmi
-cfg = json.load(sys.stdin)
-idx = np.array(cfg["indices"]).reshape(cfg["resamples"], -1)
-t, p = np.array(cfg["truth"]), np.array(cfg["pred"])
-values = [nmi(t[row], p[row]) for row in idx]
-lo, hi = np.percentile(values, [2.5, 97.5])
-print(json.dumps({"est": nmi(t, p), "lo": lo, "hi": hi}))
-`,
-      { indices: resampleIndices(n, options), resamples: options.resamples, truth, pred },
-    )
-    expect(ci.estimate).toBeCloseTo(ref.est, 10)
-    expect(ci.lower).toBeCloseTo(ref.lo, 10)
-    expect(ci.upper).toBeCloseTo(ref.hi, 10)
-  })
-})

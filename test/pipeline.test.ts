@@ -8,6 +8,7 @@ import { execa } from 'execa'
 import { tableFromIPC } from 'apache-arrow'
 import { beforeAll, describe, expect, test } from 'vitest'
 import { repoRoot } from '../src/bridge/python.js'
+import type { EvalRecord } from '../src/run/records.js'
 import { buildDigits, type DigitsData } from './helpers/digits.js'
 import { runPythonJson } from './helpers/python.js'
 
@@ -97,14 +98,31 @@ print(json.dumps({"keys": len(model.state_dict()), "centroids": list(np.load(cfg
     expect(shapes.centroids).toEqual([30, 32])
     expect(shapes.keys).toBeGreaterThan(10)
 
-    const evaluation = readJson<Array<{ name: string; metrics: Record<string, { estimate: number; lower: number; upper: number }> }>>(join(dir, 'eval.json'))
+    type Interval = { estimate: number; lower: number; upper: number }
+    const evaluation = readJson<EvalRecord[]>(join(dir, 'eval.json'))
     expect(evaluation.map((e) => e.name)).toEqual(['random init', 'pixels (centred)', 'round 1'])
+    const within = (m: Interval) => {
+      expect(m.lower).toBeLessThanOrEqual(m.estimate)
+      expect(m.upper).toBeGreaterThanOrEqual(m.estimate)
+    }
     for (const e of evaluation) {
-      for (const key of ['recall@1', 'recall@8', 'map@r', 'r_precision', 'knn@5']) {
-        const m = e.metrics[key]!
-        expect(m.lower).toBeLessThanOrEqual(m.estimate)
-        expect(m.upper).toBeGreaterThanOrEqual(m.estimate)
+      for (const key of ['recall@1', 'recall@8', 'map@r', 'r_precision', 'knn@5']) within(e.metrics[key]!)
+      within(e.clustering.nmi)
+    }
+    // The trained model against each baseline: paired differences whose
+    // estimates are the differences of the models' own estimates.
+    const [initial, pixels, trained] = evaluation as [EvalRecord, EvalRecord, EvalRecord]
+    expect(initial.versus).toBeUndefined()
+    expect(Object.keys(trained.versus!)).toEqual(['random init', 'pixels (centred)'])
+    for (const base of [initial, pixels]) {
+      const d = trained.versus![base.name]!
+      for (const key of ['recall@1', 'map@r', 'knn@5']) {
+        within(d[key]!)
+        // Means of values in [0, 1]: they agree to float64 rounding, far below 1e-12.
+        expect(Math.abs(d[key]!.estimate - (trained.metrics[key]!.estimate - base.metrics[key]!.estimate))).toBeLessThan(1e-12)
       }
+      within(d.nmi!)
+      expect(Math.abs(d.nmi!.estimate - (trained.clustering.nmi.estimate - base.clustering.nmi.estimate))).toBeLessThan(1e-12)
     }
     const report = readFileSync(join(dir, 'report', 'report.md'), 'utf8')
     for (const svg of ['metrics.svg', 'loss.svg', 'lr.svg', 'cluster-sizes-round-1.svg']) {
@@ -112,6 +130,8 @@ print(json.dumps({"keys": len(model.state_dict()), "centroids": list(np.load(cfg
       expect(readFileSync(join(dir, 'report', svg), 'utf8')).toMatch(/^<svg/)
     }
     expect(run.stdout).toMatch(/^random init\s+0\.\d{3} \[/m)
+    expect(run.stdout).toMatch(/^round 1 against the strongest baseline on each measure \(paired 95% intervals\): MAP@R /m)
+    expect(report).toContain('Paired differences (model − baseline)')
     expect(run.stdout).toContain(join(dir, 'report', 'report.md'))
 
     // A rerun finds every stage done.

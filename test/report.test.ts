@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { histogram, lossCurves, metricBars, metricVsK, sizeDistributions, type MetricAtK } from '../src/report/plots.js'
 import { formatInterval, markdownTable, textTable } from '../src/report/table.js'
+import { headline, verdicts } from '../src/report/headline.js'
+import type { EvalRecord } from '../src/run/records.js'
 
 // ------------------------------------------------------------ a tiny XML reader
 
@@ -377,5 +379,47 @@ describe('tables', () => {
     expect(formatInterval(0.5, 0.25, 0.75, 1)).toBe('0.5 [0.3, 0.8]')
     expect(formatInterval(-0.0001, -0.0123, 0.0004)).toBe('0.000 [-0.012, 0.000]')
     expect(formatInterval(0.9, Number.NaN, Number.NaN)).toBe('0.900')
+  })
+})
+
+describe('headline', () => {
+  const interval = (estimate: number, half = 0.01) => ({ estimate, lower: estimate - half, upper: estimate + half })
+  const record = (name: string, mapR: number, recall: number, nmi: number, versus?: EvalRecord['versus']): EvalRecord => ({
+    name,
+    model: { loader: 'nfhm.core.model:load', name: 'x', weights: null, image_size: null, embedding_size: null },
+    embeddings: '',
+    queries: 100,
+    excluded_queries: 0,
+    metrics: { 'map@r': interval(mapR), 'recall@1': interval(recall) },
+    clustering: { k: 10, nmi: { ...interval(nmi), plugin: nmi, bias: 0 }, ami: 0, ari: 0, purity: 0 },
+    ...(versus ? { versus } : {}),
+  })
+  const results = [
+    record('pretrained', 0.3, 0.8, 0.55),
+    record('pixels', 0.33, 0.82, 0.56),
+    record('round 1', 0.48, 0.8, 0.64, {
+      pretrained: { 'map@r': interval(0.18), 'recall@1': interval(0), nmi: interval(0.09) },
+      pixels: { 'map@r': interval(0.15), 'recall@1': interval(-0.02, 0.005), nmi: interval(0.08, 0.1) },
+    }),
+  ]
+
+  it('judges the last trained model against the strongest baseline on each measure, by the paired interval', () => {
+    const judged = verdicts(results)!
+    expect(judged.model).toBe('round 1')
+    expect(judged.verdicts.map((v) => [v.metric, v.baseline, v.outcome])).toEqual([
+      ['map@r', 'pixels', 'better'],
+      ['nmi', 'pixels', 'tie'],
+      ['recall@1', 'pixels', 'worse'],
+    ])
+    expect(headline(results)).toBe(
+      'round 1 against the strongest baseline on each measure (paired 95% intervals): ' +
+        'MAP@R 0.480 vs 0.330 for pixels, +0.150 [+0.140, +0.160]: better; ' +
+        'NMI 0.640 vs 0.560 for pixels, +0.080 [−0.020, +0.180]: a tie; ' +
+        'Recall@1 0.800 vs 0.820 for pixels, −0.020 [−0.025, −0.015]: worse.',
+    )
+  })
+
+  it('has nothing to say without a trained model', () => {
+    expect(headline(results.slice(0, 2))).toBeNull()
   })
 })

@@ -38,7 +38,7 @@ interface ResolvedOptions {
   readonly confidence: number
 }
 
-function resolve(options: BootstrapOptions): ResolvedOptions {
+export function resolve(options: BootstrapOptions): ResolvedOptions {
   const resamples = options.resamples ?? DEFAULT_RESAMPLES
   const confidence = options.confidence ?? DEFAULT_CONFIDENCE
   if (!Number.isInteger(resamples) || resamples < 1) throw new RangeError(`resamples must be a positive integer, got ${resamples}`)
@@ -126,25 +126,4 @@ export function pairedBootstrap(a: Float64Array, b: Float64Array, options: Boots
     ...percentileInterval(mean(a) - mean(b), differences, resolved),
     fractionNotAbove: notAbove / resolved.resamples,
   }
-}
-
-/**
- * Interval for any statistic of a resampled set (e.g. the NMI of a clustering
- * over resampled images), drawn from the same resample stream as the means.
- */
-export function bootstrapStatistic(
-  n: number,
-  statistic: (draw: Int32Array) => number,
-  options: BootstrapOptions = {},
-): ConfidenceInterval {
-  const resolved = resolve(options)
-  if (n === 0) throw new Error('bootstrap needs at least one item')
-  const rng = Xoshiro128ss.fromSeed(resolved.seed)
-  const draw = new Int32Array(n)
-  const values = new Float64Array(resolved.resamples)
-  for (let b = 0; b < resolved.resamples; b++) {
-    rng.fillBelow(n, draw)
-    values[b] = statistic(draw)
-  }
-  return percentileInterval(statistic(Int32Array.from({ length: n }, (_, i) => i)), values, resolved)
 }

@@ -13,9 +13,10 @@ import { isDeepStrictEqual } from 'node:util'
 import type { ModelSpec } from '../bridge/methods.js'
 import type { Config } from '../config/schema.js'
 import { pairedBootstrap } from '../eval/bootstrap.js'
-import { evaluateModel, type ModelEval } from '../recipe/evaluate.js'
+import { evalRecord, evaluateModel, type ModelEval } from '../recipe/evaluate.js'
 import { prepareImages } from '../recipe/images.js'
 import { baselineModels, testSplit } from '../recipe/pipeline.js'
+import { addVersus } from '../recipe/versus.js'
 import type { Context } from '../run/context.js'
 import type { EvalRecord, Interval, TrainSummary } from '../run/records.js'
 import { RunDir } from '../run/run-dir.js'
@@ -136,6 +137,7 @@ export async function compareModels(ctx: Context, inputs: readonly CompareInput[
   ]
   const evals: ModelEval[] = []
   for (const model of models) evals.push(await evaluateModel(ctx, model, test, { seed: BOOTSTRAP_SEED }))
+  addVersus(evals, baselines.length, { resamples: ctx.config.eval.bootstrap, seed: BOOTSTRAP_SEED })
   const queries = new Set(evals.map((e) => e.queries))
   if (queries.size !== 1) throw new Error(`compare: the models scored different numbers of test queries (${[...queries].join(', ')}); are some images unreadable for one of them?`)
   const metrics = retrievalMetricKeys(ctx.config.eval)
@@ -144,7 +146,7 @@ export async function compareModels(ctx: Context, inputs: readonly CompareInput[
     test: { images: test.ids.length, queries: evals[0]!.queries },
     bootstrap: { resamples: ctx.config.eval.bootstrap, seed: BOOTSTRAP_SEED, confidence: 0.95 },
     metrics,
-    models: evals.map(({ perQuery: _, ...e }, i) => ({ ...e, source: models[i]!.source, kind: models[i]!.kind })),
+    models: evals.map((e, i) => ({ ...evalRecord(e), source: models[i]!.source, kind: models[i]!.kind })),
     best: markBest(evals, metrics, ctx.config.eval.bootstrap),
   }
 }

@@ -16,7 +16,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import type { Config } from '../config/schema.js'
 import { clusterEmbeddings, resolveK, type Clustering } from '../recipe/cluster.js'
 import { embedImages } from '../recipe/embed.js'
-import { evalPath, evaluateModel, writeEval, type ModelEval } from '../recipe/evaluate.js'
+import { evalPath, evalRecord, evaluateModel, writeEval, type ModelEval } from '../recipe/evaluate.js'
 import { prepareImages, subset, type ImageList, type Subset } from '../recipe/images.js'
 import { baselineModels, initialModel, testSplit } from '../recipe/pipeline.js'
 import { TEST, TRAIN } from '../recipe/split.js'
@@ -199,9 +199,10 @@ async function trainAndEvaluate(sub: Context, images: ImageList, test: Subset, j
     stored = record.eval
   } else {
     const model = { ...initialModel(sub), weights: training.model }
-    const { perQuery, ...evaluation } = await evaluateModel(sub, { name: `K=${job.k} seed ${job.seed}`, spec: model }, test, { seed: BOOTSTRAP_SEED })
-    writeEval(evalPath(sub), [{ ...evaluation, perQuery }])
-    writeArrowFile(sub.run.path(PER_QUERY), tableOf(perQuery))
+    const result = await evaluateModel(sub, { name: `K=${job.k} seed ${job.seed}`, spec: model }, test, { seed: BOOTSTRAP_SEED })
+    const evaluation = evalRecord(result)
+    writeEval(evalPath(sub), [result])
+    writeArrowFile(sub.run.path(PER_QUERY), tableOf(result.perQuery))
     writeJsonAtomic(recordPath, { key, eval: evaluation } satisfies JobRecord) // last: it vouches for the files above
     stored = evaluation
   }

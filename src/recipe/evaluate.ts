@@ -4,7 +4,7 @@
 import { join } from 'node:path'
 import type { Vector } from 'apache-arrow'
 import type { ModelSpec } from '../bridge/methods.js'
-import { bootstrapCIs, bootstrapStatistic, type ConfidenceInterval } from '../eval/bootstrap.js'
+import { bootstrapCIs, type ConfidenceInterval } from '../eval/bootstrap.js'
 import { clusterAgreement, normalizedMutualInfo, contingencyTable } from '../eval/clustering.js'
 import {
   concatRetrievalMetrics,
@@ -13,6 +13,7 @@ import {
   type RetrievalMetrics,
   type RetrievalOptions,
 } from '../eval/retrieval.js'
+import { halfSamples, subsampleInterval, type HalfSamples } from '../eval/subsample.js'
 import { writeJsonAtomic } from '../run/atomic.js'
 import type { Context } from '../run/context.js'
 import type { EvalRecord, Interval } from '../run/records.js'
@@ -25,13 +26,19 @@ export interface ModelUnderTest {
   spec: ModelSpec
 }
 
-/** A model's eval.json entry and, for paired comparisons, its per-query values of each metric (not written to eval.json). */
+/**
+ * A model's eval.json entry and, for paired comparisons, what is not written
+ * there: its per-query values of each metric, and its NMI on the whole test
+ * set and on each half-sample (over `clusteredIds`, in that order).
+ */
 export interface ModelEval extends EvalRecord {
   perQuery: Record<string, Float64Array>
+  nmiSamples: HalfSamples
+  clusteredIds: Int32Array
 }
 
 export interface EvalOptions {
-  /** Seed of the bootstrap resamples: the same for every model, so they pair. */
+  /** Seed of the bootstrap resamples and half-samples: the same for every model, so they pair. */
   seed?: number
 }
 
@@ -144,14 +151,16 @@ export async function evaluateModel(ctx: Context, model: ModelUnderTest, test: S
     out_dir: null,
   })
   const assigned = clusterTables.assignments!
-  const truth = Int32Array.from(assigned.getChild('id')!.toArray() as Int32Array, labelOf)
+  const clusteredIds = assigned.getChild('id')!.toArray() as Int32Array
+  const truth = Int32Array.from(clusteredIds, labelOf)
   const predicted = assigned.getChild('cluster')!.toArray() as Int32Array
   const agreement = clusterAgreement(truth, predicted)
-  const nmi = bootstrapStatistic(
+  const nmiSamples = halfSamples(
     truth.length,
     (draw) => normalizedMutualInfo(contingencyTable(draw.map((i) => truth[i]!), draw.map((i) => predicted[i]!))),
     bootstrap,
   )
+  const nmi = subsampleInterval(nmiSamples, bootstrap)
   return {
     name: model.name,
     model: model.spec,
@@ -159,16 +168,20 @@ export async function evaluateModel(ctx: Context, model: ModelUnderTest, test: S
     queries: metrics.evaluatedQueries.length,
     excluded_queries: metrics.excludedQueries,
     metrics: Object.fromEntries(Object.entries(cis).map(([name, ci]) => [name, interval(ci)])),
-    clustering: { k: kMeansK, nmi: interval(nmi), ami: agreement.ami, ari: agreement.ari, purity: agreement.purity },
+    clustering: { k: kMeansK, nmi: { ...interval(nmi), plugin: nmi.plugin, bias: nmi.bias }, ami: agreement.ami, ari: agreement.ari, purity: agreement.purity },
     perQuery,
+    nmiSamples,
+    clusteredIds,
   }
 }
 
+/** What eval.json keeps of a model's evaluation. */
+export function evalRecord({ perQuery: _p, nmiSamples: _n, clusteredIds: _c, ...record }: ModelEval): EvalRecord {
+  return record
+}
+
 export function writeEval(path: string, results: ModelEval[]): void {
-  writeJsonAtomic(
-    path,
-    results.map(({ perQuery: _, ...rest }) => rest),
-  )
+  writeJsonAtomic(path, results.map(evalRecord))
 }
 
 export const evalPath = (ctx: Context) => join(ctx.run.root, 'eval.json')

@@ -8,6 +8,7 @@ import { clusterEmbeddings, resolveK, type Clustering } from './cluster.js'
 import { findBadImages, prepareImages, subset, type ImageList, type Subset } from './images.js'
 import { acceptBadImages, BadImagesError, embedImages } from './embed.js'
 import { evaluateModel, writeEval, evalPath, type ModelEval, type ModelUnderTest } from './evaluate.js'
+import { addVersus } from './versus.js'
 import { TEST, TRAIN } from './split.js'
 import { workerFilesExist, workerPath } from '../run/worker-files.js'
 import { trainRound } from './train.js'
@@ -90,9 +91,12 @@ export async function runPipeline(ctx: Context, opts: PipelineOptions): Promise<
 async function evaluateAll(ctx: Context, images: ImageList, rounds: RoundResult[]): Promise<ModelEval[]> {
   const test = testSplit(images)
   const models = await baselineModels(ctx, images)
+  const baselines = models.length
   for (const r of rounds) models.push({ name: `round ${r.round}`, spec: r.model })
+  const seed = 0
   const results: ModelEval[] = []
-  for (const model of models) results.push(await evaluateModel(ctx, model, test))
+  for (const model of models) results.push(await evaluateModel(ctx, model, test, { seed }))
+  addVersus(results, baselines, { resamples: ctx.config.eval.bootstrap, seed })
   writeEval(evalPath(ctx), results)
   return results
 }

@@ -3,6 +3,7 @@ import { join, relative } from 'node:path'
 import { writeFileAtomic } from '../run/atomic.js'
 import type { Context } from '../run/context.js'
 import { readMetrics, type ClusterSummary, type EvalRecord, type TrainSummary } from '../run/records.js'
+import { headline } from './headline.js'
 import { HEADLINE } from './names.js'
 import { histogram, lossCurves, metricBars } from './plots.js'
 import { formatInterval, markdownTable, textTable, type Column } from './table.js'
@@ -34,6 +35,26 @@ function evalRows(results: readonly EvalRecord[]): { columns: Column<Row>[]; row
   return { columns, rows }
 }
 
+/** One row per (trained model, baseline): the paired difference of each headline measure. */
+function versusRows(results: readonly EvalRecord[]): { columns: Column<Row>[]; rows: Row[] } | null {
+  const trained = results.filter((r) => r.versus)
+  if (trained.length === 0) return null
+  const metrics = [...HEADLINE.filter(([key]) => trained.every((r) => Object.values(r.versus!).every((v) => key in v))), ['nmi', 'NMI'] as const]
+  const columns: Column<Row>[] = [
+    { key: 'model', title: 'model' },
+    { key: 'baseline', title: 'baseline' },
+    ...metrics.map(([key, title]) => ({ key, title: `Δ ${title}`, align: 'left' as const })),
+  ]
+  const rows = trained.flatMap((r) =>
+    Object.entries(r.versus!).map(([baseline, d]) => {
+      const row: Row = { model: r.name, baseline }
+      for (const [key] of metrics) row[key] = formatInterval(d[key]!.estimate, d[key]!.lower, d[key]!.upper)
+      return row
+    }),
+  )
+  return { columns, rows }
+}
+
 export function evalTextTable(results: readonly EvalRecord[]): string {
   const { columns, rows } = evalRows(results)
   return textTable(columns, rows)
@@ -59,8 +80,17 @@ export async function writeReport(ctx: Context, result: RunResult): Promise<stri
 
   if (result.evaluation.length > 0) {
     const { columns, rows } = evalRows(result.evaluation)
-    lines.push('## Retrieval on the test split', '', 'Means over test queries with bootstrap 95% intervals; every test image is a query against all others (UNICOM protocol).', '')
+    lines.push('## Retrieval on the test split', '')
+    const sentence = headline(result.evaluation)
+    if (sentence) lines.push(`**${sentence}**`, '')
+    lines.push(
+      'Means over test queries with bootstrap 95% intervals; every test image is a query against all others (UNICOM protocol). ' +
+        'NMI: k-means of the test embeddings against the true classes, corrected for its small-sample bias, with a half-sampling interval (docs/evaluation.md).',
+      '',
+    )
     lines.push(markdownTable(columns, rows), '')
+    const paired = versusRows(result.evaluation)
+    if (paired) lines.push('Paired differences (model − baseline) on the same queries and images, with 95% intervals:', '', markdownTable(paired.columns, paired.rows), '')
     const bars = result.evaluation.flatMap((r) => [
       ...HEADLINE.filter(([key]) => key === 'recall@1' || key === 'map@r').map(([key, title]) => ({ group: title, series: r.name, ...r.metrics[key]! })),
       { group: `NMI (k=${r.clustering.k})`, series: r.name, ...r.clustering.nmi },

@@ -1,8 +1,10 @@
 // The table the CLI ends with, and where to look next.
 import type { Context } from '../run/context.js'
+import { headline } from './headline.js'
 import { evalTextTable, writeReport, type RunResult } from './run-report.js'
 
 export async function printSummary(ctx: Context, result: RunResult): Promise<void> {
   const report = await writeReport(ctx, result)
-  process.stdout.write(`${evalTextTable(result.evaluation)}\n\nreport: ${report}\n`)
+  const sentence = headline(result.evaluation)
+  process.stdout.write(`${evalTextTable(result.evaluation)}\n\n${sentence ? `${sentence}\n\n` : ''}report: ${report}\n`)
 }

@@ -73,5 +73,8 @@ export interface EvalRecord {
   queries: number
   excluded_queries: number
   metrics: Record<string, Interval>
-  clustering: { k: number; nmi: Interval; ami: number; ari: number; purity: number }
+  /** NMI bias-corrected, with its half-sampling interval; `plugin` is the uncorrected value (scikit-learn's). */
+  clustering: { k: number; nmi: Interval & { plugin: number; bias: number }; ami: number; ari: number; purity: number }
+  /** Only for a model that is not a baseline: its paired differences (this model - baseline) per baseline name and metric. */
+  versus?: Record<string, Record<string, Interval>>
 }
