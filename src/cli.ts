@@ -24,6 +24,7 @@ interface RunFlags {
   k?: string
   worker?: string
   tokenFile?: string
+  tlsCa?: string
   workerDir?: string
   transport?: Config['worker']['transport']
   nproc?: string
@@ -44,6 +45,7 @@ function overrides(flags: RunFlags): string[] {
   if (flags.transport) sets.push(`worker.transport=${flags.transport}`)
   if (flags.worker) sets.push('worker.transport=tcp', `worker.address=${flags.worker}`)
   if (flags.tokenFile) sets.push(`worker.token_file=${flags.tokenFile}`)
+  if (flags.tlsCa) sets.push(`worker.tls_ca=${flags.tlsCa}`)
   if (flags.workerDir) sets.push(`worker.runs_dir=${flags.workerDir}`)
   if (flags.nproc) sets.push(`worker.distributed.nproc=${flags.nproc}`)
   if (flags.nnodes) sets.push(`worker.distributed.nnodes=${flags.nnodes}`)
@@ -78,6 +80,7 @@ function stageCommand(name: string, until: PipelineOptions['until'], description
     .option('--skip-bad', 'go on without unreadable images (they are listed in the manifest)')
     .option('--worker <tcp://host:port>', 'use a running `python -m nfhm.rpc.serve` worker')
     .option('--token-file <file>', "the worker's shared token")
+    .option('--tls-ca <file>', "the worker's TLS certificate or its CA (PEM), for a worker started with --tls-cert")
     .option('--worker-dir <dir>', "runs_dir on the worker's machine (sets worker.runs_dir; default: the same path as here)")
     .addOption(new Option('--transport <kind>', 'how to start a local worker').choices(['pythonia', 'stdio']))
     .option('--nproc <n>', 'run the worker as n processes under torchrun, one per GPU (sets worker.distributed.nproc)')
@@ -155,6 +158,7 @@ program
   .option('--skip-bad', 'go on without unreadable images (they are listed in the manifest)')
   .option('--worker <tcp://host:port>', 'use a running `python -m nfhm.rpc.serve` worker')
   .option('--token-file <file>', "the worker's shared token")
+  .option('--tls-ca <file>', "the worker's TLS certificate or its CA (PEM), for a worker started with --tls-cert")
   .addOption(new Option('--transport <kind>', 'how to start the local worker').choices(['pythonia', 'stdio']))
   .action(async (configFile: string | undefined, flags: SweepFlags) => {
     const workers = flags.workers === undefined ? undefined : Number(flags.workers)
@@ -172,6 +176,7 @@ program
   .option('--run-dir <dir>', 'where compare.json and compare.md go (default: runs_dir/<name>-compare)')
   .option('--worker <tcp://host:port>', 'use a running `python -m nfhm.rpc.serve` worker')
   .option('--token-file <file>', "the worker's shared token")
+  .option('--tls-ca <file>', "the worker's TLS certificate or its CA (PEM), for a worker started with --tls-cert")
   .addOption(new Option('--transport <kind>', 'how to start a local worker').choices(['pythonia', 'stdio']))
   .action(async (models: string[], flags: RunFlags & { config: string }) => {
     const config = loadConfig(flags.config, overrides(flags))

@@ -2,14 +2,16 @@
 // file and the baselines under one protocol; the same numbers as each
 // model's own evaluation, intervals equal to numpy's on the same resamples,
 // and the best model marked only where its interval clears the runner-up's.
-import { cpSync, mkdirSync, readFileSync } from 'node:fs'
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { repoRoot } from '../src/bridge/python.js'
 import { loadConfig } from '../src/config/load.js'
 import { resampleIndices } from '../src/eval/bootstrap.js'
-import { resolveInputs, type Comparison } from '../src/experiments/compare.js'
+import { resolveInputs, trainingDataWarning, type Comparison } from '../src/experiments/compare.js'
+import { TEST, TRAIN } from '../src/recipe/split.js'
+import { readArrowFile } from '../src/run/arrow.js'
 import type { EvalRecord } from '../src/run/records.js'
 import { runPythonJson } from './helpers/python.js'
 import { tinyDigitsRun, type TinyRun } from './helpers/tiny-run.js'
@@ -37,6 +39,7 @@ describe('nfhm compare', () => {
     const run = await compare([runArg, checkpointArg], data.config)
     if (run.exitCode !== 0) throw new Error(`compare failed:\n${run.stderr}`)
     stdout = run.stdout
+    expect(run.stderr).not.toMatch(/^warning:/m)
     comparison = readJson<Comparison>(join(data.runsDir, 'digits-compare', 'compare.json'))
   })
 
@@ -122,16 +125,42 @@ print(json.dumps(out))
     mkdirSync(untrained, { recursive: true })
     cpSync(join(runArg, 'manifest.json'), join(untrained, 'manifest.json'))
     const config = loadConfig(data.config)
-    const warnings: string[] = []
-    const resolve = (args: string[]) => () => resolveInputs(config, args, (m) => warnings.push(m))
+    const resolve = (args: string[]) => () => resolveInputs(config, args)
     expect(resolve([sweepDir])).toThrow(/is a sweep: pass its sub-runs, e.g. .*k-1000\/seed-0/)
     expect(resolve([join(data.runsDir, 'nope')])).toThrow(/nope: no such run directory or checkpoint/)
     expect(resolve([untrained])).toThrow(/holds no trained model .*train it first/)
     expect(resolve([runArg, `${runArg}/`])).toThrow(/is named twice/)
     expect(resolve([])).toThrow(/name at least one run directory or checkpoint/)
-    expect(warnings).toEqual([])
-    // A run trained on other data settings is flagged: its training images may be test images here.
-    resolveInputs({ ...config, data: { ...config.data, split: { by: 'image', test_fraction: 0.5, seed: 1 } } }, [runArg], (m) => warnings.push(m))
-    expect(warnings).toEqual([expect.stringMatching(/trained with other data settings .* may overlap the test split/)])
+  })
+
+  it('warns that a run trained on other data only when its training images differ', async () => {
+    // A sweep's sub-run trained on the images its sweep listed.
+    const [input] = resolveInputs(loadConfig(data.config), [runArg])
+    expect(input!.imageList).toBe(join(sweepDir, 'images.arrow'))
+    const list = readArrowFile(input!.imageList!)
+    const paths = list.getChild('path')!.toArray() as string[]
+    const split = Uint8Array.from(list.getChild('split')!.toArray() as string[], (s) => (s === 'test' ? TEST : TRAIN))
+    expect(trainingDataWarning(input!, { paths, split })).toBeNull()
+    const moved = split.slice()
+    moved[split.indexOf(TRAIN)] = TEST
+    expect(trainingDataWarning(input!, { paths, split: moved })).toMatch(/trained on other images than this comparison's training split: 1 of its 400 training images are test images here/)
+
+    // The same table with its label column renamed: other data settings, the same training images, no warning.
+    const config = readFileSync(data.config, 'utf8')
+    const table = /table: ([^,]+),/.exec(config)![1]!
+    const renamed = join(data.runsDir, 'digits-renamed.csv')
+    writeFileSync(renamed, readFileSync(table, 'utf8').replace(/^path,label/, 'path,digit'))
+    const renamedConfig = join(data.runsDir, 'renamed.yaml')
+    writeFileSync(
+      renamedConfig,
+      config
+        .replace(`table: ${table},`, `table: ${renamed}, label_column: digit,`)
+        .replace('name: digits', 'name: renamed')
+        .replace(/baselines: \[[^\]]*\]/, 'baselines: []'),
+    )
+    const same = await compare([runArg], renamedConfig)
+    expect(same.exitCode).toBe(0)
+    expect(same.stderr).toContain('images: 600 from')
+    expect(same.stderr).not.toMatch(/^warning:/m)
   })
 })

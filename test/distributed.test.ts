@@ -3,8 +3,8 @@
 // process. The global batch is the same (train.batch_size is global), every
 // image gets the same augmentation, BatchNorm sees the whole batch and the
 // head's classes are split over the ranks: the losses of every step and the
-// final weights must agree to 1e-5, and so must the evaluation, whose
-// embedding and search are split over the ranks too.
+// final weights must agree to float32 rounding, and so must the evaluation,
+// whose embedding and search are split over the ranks too.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -51,6 +51,19 @@ eval: {bootstrap: 50, knn_k: [5]}
   return path
 }
 
+// The two runs do the same float32 arithmetic with its sums in another order
+// (BatchNorm's statistics, the softmax over classes split across the ranks,
+// the all-reduced gradients), so they differ by rounding, in proportion to the
+// size of what is compared: a gap is measured in units of EPS32 * the largest
+// |value| compared (a step's loss; all the model's weights, the largest ~1;
+// the centroids). Each step's loss is a mean over the batch of 32: summed in
+// another order it may differ by 31 units (Higham's worst case for a sum of
+// 32 terms), and training carries such differences into the weights and the
+// next steps. K = 64 allows that worst case twice over. Measured: loss 1.6 on
+// an Intel Xeon and 6.4 on an AMD EPYC; weights 8.3 and centroids 6.8 (Xeon).
+const EPS32 = 2 ** -23
+const K = 64
+
 interface Step {
   step: number
   loss: number
@@ -89,8 +102,8 @@ test('two processes under torchrun train and evaluate as one process does', asyn
   const [single, double] = dirs.map(steps)
   expect(double!.map((s) => s.step)).toEqual(single!.map((s) => s.step))
   expect(single!.length).toBe(2 * Math.floor(300 / 32))
-  const lossGap = Math.max(...single!.map((s, i) => Math.abs(s.loss - double![i]!.loss)))
-  expect(lossGap).toBeLessThanOrEqual(1e-5)
+  const lossGap = Math.max(...single!.map((s, i) => Math.abs(s.loss - double![i]!.loss) / (EPS32 * Math.max(Math.abs(s.loss), Math.abs(double![i]!.loss)))))
+  expect(lossGap).toBeLessThanOrEqual(K)
 
   const weights = await runPythonJson<{ model: number; centroids: number; keys: number }>(
     `
@@ -101,15 +114,19 @@ a, b = (torch.load(f"{d}/round-1/train/trained_model.pt", weights_only=True) for
 assert a.keys() == b.keys()
 ca, cb = (np.load(f"{d}/round-1/train/final_centroids.npy") for d in (one, two))
 assert ca.shape == cb.shape == (20, 32), (ca.shape, cb.shape)
-print(json.dumps({"model": max((a[k].double() - b[k].double()).abs().max().item() for k in a),
-                  "centroids": float(np.abs(ca - cb).max()), "keys": len(a)}))
+def gap(xs, ys):  # the largest difference, in units of 2^-23 * the largest |value|
+    xs, ys = [torch.as_tensor(x).double() for x in xs], [torch.as_tensor(y).double() for y in ys]
+    scale = max(t.abs().max().item() for t in xs + ys)
+    return max((x - y).abs().max().item() for x, y in zip(xs, ys)) / (2**-23 * scale)
+floats = [k for k in a if a[k].is_floating_point()]
+print(json.dumps({"model": gap([a[k] for k in floats], [b[k] for k in floats]), "centroids": gap([ca], [cb]), "keys": len(a)}))
 `,
     dirs,
   )
-  process.stderr.write(`1 vs 2 processes: max loss difference ${lossGap.toExponential(2)}, max weight difference ${weights.model.toExponential(2)}, centroids ${weights.centroids.toExponential(2)}\n`)
+  process.stderr.write(`1 vs 2 processes, largest gaps in units of float32 rounding (EPS32 * |value|): loss ${lossGap.toFixed(1)}, weights ${weights.model.toFixed(1)}, centroids ${weights.centroids.toFixed(1)}\n`)
   expect(weights.keys).toBeGreaterThan(10)
-  expect(weights.model).toBeLessThanOrEqual(1e-5)
-  expect(weights.centroids).toBeLessThanOrEqual(1e-5)
+  expect(weights.model).toBeLessThanOrEqual(K)
+  expect(weights.centroids).toBeLessThanOrEqual(K)
 
   type Eval = Array<{ name: string; metrics: Record<string, { estimate: number }> }>
   const [evalOne, evalTwo] = dirs.map((d) => readJson<Eval>(join(d, 'eval.json')))

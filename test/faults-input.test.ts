@@ -1,12 +1,12 @@
 // Bad input through the real CLI: bad image files, tables, configs and
 // checkpoints. Each is refused with an error that names the file and the row
 // or field; a run refused before its inputs were checked writes nothing.
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { tableFromIPC } from 'apache-arrow'
 import { beforeAll, describe, expect, test } from 'vitest'
-import { buildFaultyCollection, faultConfig, nfhm, snapshot, type FaultyCollection } from './helpers/faults.js'
+import { buildFaultyCollection, faultConfig, filesUnder, nfhm, snapshot, type FaultyCollection } from './helpers/faults.js'
 import { runPythonJson } from './helpers/python.js'
 
 const root = mkdtempSync(join(tmpdir(), 'nfhm-faults-input-'))
@@ -66,6 +66,41 @@ describe('bad image files', () => {
   })
 })
 
+test('an image-folder tree: a symlink loop is entered once, with a warning; a file changed in place is embedded again', async () => {
+  const tree = join(root, 'tree')
+  cpSync(data.imageRoot, tree, { recursive: true, filter: (path) => !path.startsWith(join(data.imageRoot, 'odd')) }) // the digits
+  symlinkSync(tree, join(tree, '3', 'loop'))
+  const { file, runsDir, dir } = config('tree', data.goodCsv, (yaml) => yaml.replace(/^data:\n(?: {2}.*\n)+/m, `data:\n  folder: ${tree}\n  split: {by: image}\n`))
+  const embed = async () => {
+    const run = await nfhm(['embed', file])
+    expect(run.exitCode, run.stderr).toBe(0)
+    const shards = /-> (\S+)/.exec(run.stderr)![1]!
+    // Each image's embedding, by path.
+    const images = tableFromIPC(readFileSync(join(dir, 'images.arrow')))
+    const vectors = new Map<string, number[]>()
+    for (const shard of filesUnder(shards, /^shard-\d+\.arrow$/)) {
+      const table = tableFromIPC(readFileSync(shard))
+      for (let i = 0; i < table.numRows; i++) vectors.set(images.get(table.getChild('id')!.get(i) as number)!.path as string, Array.from(table.getChild('embedding')!.get(i)!.toArray() as Float32Array))
+    }
+    return { stderr: run.stderr, vectors }
+  }
+  const first = await embed()
+  expect(first.stderr).toContain(`images: ${data.images} from ${tree}`) // each once
+  expect(first.stderr).toContain(`warning: images: skipped folder ${tree}/3/loop: a link back to ${tree}, which contains it (a loop); not followed`)
+  const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { inputs: { skipped_folders: Array<{ path: string }> } }
+  expect(manifest.inputs.skipped_folders.map((f) => f.path)).toEqual([`${tree}/3/loop`])
+
+  // Another digit's pixels under the same path, the same inode: only its size and time tell.
+  const other = join(tree, '7', '000.png')
+  const [changed, unchanged] = [...first.vectors.keys()].filter((path) => path !== other)
+  writeFileSync(changed!, readFileSync(other))
+  const second = await embed()
+  expect(second.stderr).not.toContain('(cached:')
+  expect(second.vectors.get(changed!)).not.toEqual(first.vectors.get(changed!))
+  expect(second.vectors.get(unchanged!)).toEqual(first.vectors.get(unchanged!))
+  expect(filesUnder(join(runsDir, '.cache', 'embeddings'), /embeddings\.json$/)).toHaveLength(2)
+})
+
 describe('bad tables and configs are refused with nothing written', () => {
   const rows = () => readFileSync(data.goodCsv, 'utf8').trimEnd().split(/\r?\n/)
 
@@ -92,6 +127,22 @@ describe('bad tables and configs are refused with nothing written', () => {
     expect(run.exitCode).toBe(1)
     expect(run.stderr).toContain(`nfhm: invalid config in ${file}`)
     expect(run.stderr).toMatch(expected)
+    expect(existsSync(runsDir)).toBe(false)
+  })
+
+  test.each([
+    ['one cluster', ['--set', 'cluster.k=1'], 'cluster.k = 1: K must be at least 2'],
+    ['one cluster by ratio', ['--set', 'cluster.ratio=0.005'], 'nfhm: cluster.ratio = 0.005: K=1 for n=120 images; K must be at least 2 (one cluster is no class to tell apart); choose cluster.ratio >= 0.017'],
+    [
+      'a batch too small for BatchNorm',
+      ['--set', 'train.batch_size=8'],
+      'nfhm: train.batch_size = 8: ViT-T/4@28px has BatchNorm layers, which need at least 16 images per step; choose train.batch_size >= 16',
+    ],
+  ])('%s: refused before any stage, naming the field and what is allowed; no run directory is made', async (name, args, expected) => {
+    const { file, runsDir } = config(name.replaceAll(' ', '-'), data.goodCsv)
+    const run = await nfhm(['run', file, ...args])
+    expect(run.exitCode).toBe(1)
+    expect(run.stderr).toContain(expected)
     expect(existsSync(runsDir)).toBe(false)
   })
 

@@ -125,19 +125,41 @@ print(json.dumps({"keys": len(model.state_dict()), "centroids": list(np.load(cfg
       expect(Math.abs(d.nmi!.estimate - (trained.clustering.nmi.estimate - base.clustering.nmi.estimate))).toBeLessThan(1e-12)
     }
     const report = readFileSync(join(dir, 'report', 'report.md'), 'utf8')
-    for (const svg of ['metrics.svg', 'loss.svg', 'lr.svg', 'cluster-sizes-round-1.svg']) {
-      expect(report).toContain(svg)
+    for (const svg of ['metrics.svg', 'loss.svg', 'lr.svg', 'cluster-sizes-round-1.svg', 'recall-per-class.svg', 'embedding-map.svg']) {
+      expect(report).toContain(`](${svg})`)
       expect(readFileSync(join(dir, 'report', svg), 'utf8')).toMatch(/^<svg/)
     }
+    // The pictures are of this run's test split: the grid a PNG, every class in the per-class chart, each test image on the map.
+    expect(report).toContain('](neighbours.png)')
+    expect(readFileSync(join(dir, 'report', 'neighbours.png')).subarray(0, 8)).toEqual(Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]))
+    expect(report).toContain('and under pixels (centred), the strongest baseline on MAP@R')
+    expect(report).toMatch(/Lowest Recall@1 under round 1: digit-\d \d\.\d{3} \(pixels \(centred\) \d\.\d{3}, \d+ queries\)/)
+    expect(report).toContain('(pixels (centred) is the strongest baseline on Recall@1.)')
+    expect(report).toContain('t-SNE (scikit-learn) of the 100 test embeddings of round 1')
+    expect(readFileSync(join(dir, 'report', 'embedding-map.svg'), 'utf8').match(/<path /g)!.length).toBeGreaterThanOrEqual(100)
+
+    // Every stage's time, in the manifest and the report.
+    type Stages = Record<string, { key?: string; started: string; finished: string; seconds: number }>
+    const stages = readJson<{ stages: Stages }>(join(dir, 'manifest.json')).stages
+    expect(Object.keys(stages)).toEqual(['embed.round-1', 'cluster.round-1', 'train.round-1', 'eval'])
+    for (const [name, stage] of Object.entries(stages)) {
+      expect(Date.parse(stage.finished) - Date.parse(stage.started)).toBe(Math.round(stage.seconds * 1000))
+      expect(stage.key === undefined).toBe(name === 'eval')
+      expect(report).toMatch(new RegExp(`\\| ${name.replace('.', '\\.')} +\\| ${stage.started.slice(0, 19).replace('T', ' ')} UTC`))
+    }
+    expect(stages['train.round-1']!.seconds).toBeGreaterThan(1)
     expect(run.stdout).toMatch(/^random init\s+0\.\d{3} \[/m)
     expect(run.stdout).toMatch(/^round 1 against the strongest baseline on each measure \(paired 95% intervals\): MAP@R /m)
     expect(report).toContain('Paired differences (model − baseline)')
     expect(run.stdout).toContain(join(dir, 'report', 'report.md'))
 
-    // A rerun finds every stage done.
+    // A rerun finds every stage done: they keep the times of the session that ran them; evaluation runs again.
     const again = await execa('node', [nfhm, 'run', config, '--transport', transport], { cwd: root })
     expect(again.stderr).toMatch(/cluster: K=30 \(cached/)
     expect(again.stderr).toMatch(/train round 1: done \(cached/)
+    const rerun = readJson<{ stages: Stages }>(join(dir, 'manifest.json')).stages
+    for (const name of ['embed.round-1', 'cluster.round-1', 'train.round-1']) expect(rerun[name]).toEqual(stages[name])
+    expect(Date.parse(rerun.eval!.started)).toBeGreaterThan(Date.parse(stages.eval!.finished))
   })
 })
 

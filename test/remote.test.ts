@@ -1,25 +1,30 @@
 // A remote worker: `python -m nfhm.rpc.serve --listen` with a token, driven with
 // `--worker tcp://host:port`. A client without the right token is refused
-// before any method runs; a run through it keeps the heavy files on the
-// server side (--worker-dir) and its records here; a server killed
-// mid-training ends the CLI within seconds with what to do, and --resume after
-// a restart finishes the run.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+// before any method runs; a run through it, over TLS, keeps the heavy files on
+// the server side (--worker-dir) and its records here, and a client without the
+// server's certificate is refused; no client can have the server read or write
+// outside its --allow-dir directories or import plug-ins it was not given; a
+// server killed mid-training ends the CLI within seconds with what to do, and
+// --resume after a restart finishes the run.
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Table, Utf8, makeVector, vectorFromArray } from 'apache-arrow'
 import { execa } from 'execa'
-import { beforeAll, expect, test } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { repoRoot } from '../src/bridge/python.js'
 import { openWorker } from '../src/bridge/worker.js'
 import { buildDigits, type DigitsData } from './helpers/digits.js'
-import { conformanceEnv, conformanceMethods, startTcpServer, waitUntil, type TcpServer } from './helpers/workers.js'
+import { conformanceEnv, conformanceMethods, openConformanceWorker, startTcpServer, waitUntil, type TcpServer } from './helpers/workers.js'
 
 const nfhm = join(repoRoot, 'bin', 'nfhm.js')
 const root = mkdtempSync(join(tmpdir(), 'nfhm-remote-'))
 // The server's own folder, apart from the orchestrator's runs folder.
 const serverDir = join(root, 'server')
 const serverEnv = { ...conformanceEnv, OMP_NUM_THREADS: '1' }
+// The images and the server's folder, and nothing else.
+const serverArgs = ['--allow-dir', root]
 let digits: DigitsData
 
 function writeConfig(name: string, train: string): string {
@@ -48,11 +53,23 @@ function tokenFile(token: string): string {
   return path
 }
 
-const cli = (args: string[], server: TcpServer, token = server.token) =>
-  execa('node', [nfhm, ...args, '--worker', `tcp://127.0.0.1:${server.port}`, '--token-file', tokenFile(token), '--worker-dir', serverDir], {
-    cwd: root,
-    reject: false,
-  })
+const cli = (args: string[], server: TcpServer, { token = server.token, tlsCa }: { token?: string; tlsCa?: string } = {}) =>
+  execa(
+    'node',
+    [nfhm, ...args, '--worker', `tcp://127.0.0.1:${server.port}`, '--token-file', tokenFile(token), '--worker-dir', serverDir, ...(tlsCa ? ['--tls-ca', tlsCa] : [])],
+    { cwd: root, reject: false },
+  )
+
+/** A self-signed certificate for 127.0.0.1 and its key (mode 600), from the openssl command. */
+async function selfSigned(name: string): Promise<{ cert: string; key: string }> {
+  const cert = join(root, `${name}-cert.pem`)
+  const key = join(root, `${name}-key.pem`)
+  const subject = ['-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']
+  await execa('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', ...subject, '-keyout', key, '-out', cert])
+  chmodSync(key, 0o600)
+  return { cert, key }
+}
+const hasOpenssl = (await execa('openssl', ['version'], { reject: false }).catch(() => ({ exitCode: 1 }))).exitCode === 0
 
 /** Sends raw protocol lines; resolves with every reply line once the server closes the connection. */
 function rawExchange(port: number, lines: unknown[]): Promise<Array<{ ok: boolean; error?: { message: string } }>> {
@@ -81,7 +98,7 @@ beforeAll(async () => {
 })
 
 test('a client without the token, or with a wrong one, is refused before any method runs', async () => {
-  const server = await startTcpServer(serverEnv)
+  const server = await startTcpServer(serverEnv, 0, undefined, serverArgs)
   try {
     const touched = { noToken: join(root, 'no-token'), wrongToken: join(root, 'wrong-token') }
     const noToken = await rawExchange(server.port, [{ id: 1, method: 'conf.touch', params: { path: touched.noToken } }])
@@ -94,7 +111,7 @@ test('a client without the token, or with a wrong one, is refused before any met
 
     const refused = await openWorker({ transport: 'tcp', host: '127.0.0.1', port: server.port, token: 'wrong' }, conformanceMethods).catch((e: Error) => e)
     expect(String(refused)).toMatch(/refused the connection: authentication failed/)
-    const run = await cli(['run', writeConfig('refused', 'epochs: 1')], server, 'wrong')
+    const run = await cli(['run', writeConfig('refused', 'epochs: 1')], server, { token: 'wrong' })
     expect(run.exitCode).toBe(1)
     expect(run.stderr).toMatch(/refused the connection/)
     expect(existsSync(join(serverDir, 'refused'))).toBe(false)
@@ -109,38 +126,103 @@ test('a client without the token, or with a wrong one, is refused before any met
   }
 })
 
-test('a run through the server keeps its heavy files there and its records here', async () => {
-  const server = await startTcpServer(serverEnv)
-  try {
-    const run = await cli(['run', writeConfig('remote', 'epochs: 2, checkpoint_every: 6')], server)
+describe.skipIf(!hasOpenssl)('over TLS', () => {
+  let server: TcpServer
+  let ca: string
+  beforeAll(async () => {
+    const { cert, key } = await selfSigned('server')
+    ca = cert
+    server = { ...(await startTcpServer(serverEnv, 0, undefined, [...serverArgs, '--tls-cert', cert, '--tls-key', key])), ca: readFileSync(cert, 'utf8') }
+  })
+  afterAll(async () => {
+    await server.stop()
+  })
+
+  test('a client with another certificate, or without TLS, is refused; the server goes on', async () => {
+    const other = await selfSigned('other')
+    const impostor = await openConformanceWorker('tcp', { ...server, ca: readFileSync(other.cert, 'utf8') }).catch((e: Error) => e)
+    expect(String(impostor)).toMatch(/cannot connect to the worker at tcp:\/\/127\.0\.0\.1:\d+ over TLS: self-signed certificate/)
+    const plain = await openConformanceWorker('tcp', { ...server, ca: undefined }).catch((e: Error) => e)
+    expect(String(plain)).toMatch(/closed before the token was answered \(a worker started with --tls-cert needs worker\.tls_ca here\)/)
+    const worker = await openConformanceWorker('tcp', server)
+    expect((await worker.call('conf.pid', {})).result.pid).toBe(server.process.pid)
+    await worker.close()
+  })
+
+  test('a run through the server keeps its heavy files there and its records here', async () => {
+    const run = await cli(['run', writeConfig('remote', 'epochs: 2, checkpoint_every: 6')], server, { tlsCa: ca })
     expect(run.stderr).not.toMatch(/^nfhm: /m)
     expect(run.exitCode).toBe(0)
+    const local = join(root, 'runs', 'remote')
+    for (const file of ['manifest.json', 'metrics.jsonl', 'eval.json', 'report/report.md', 'round-1/cluster/cluster.json', 'round-1/train/train.json']) {
+      expect(existsSync(join(local, file)), file).toBe(true)
+    }
+    const remote = join(serverDir, 'remote')
+    for (const file of ['round-1/cluster/pseudo_labels.arrow', 'round-1/train/checkpoint.pt', 'round-1/train/trained_model.pt', 'round-1/train/final_centroids.npy']) {
+      expect(existsSync(join(remote, file)), file).toBe(true)
+      expect(existsSync(join(local, file)), file).toBe(false)
+    }
+    const caches = readdirSync(join(serverDir, '.cache', 'embeddings'))
+    expect(caches.length).toBeGreaterThan(0)
+    for (const key of caches) {
+      expect(readdirSync(join(serverDir, '.cache', 'embeddings', key)).every((f) => f.endsWith('.arrow'))).toBe(true)
+      expect(readdirSync(join(root, 'runs', '.cache', 'embeddings', key)).some((f) => f.endsWith('.arrow'))).toBe(false)
+    }
+    const summary = JSON.parse(readFileSync(join(local, 'round-1', 'train', 'train.json'), 'utf8')) as { model: string }
+    expect(summary.model).toBe(join(remote, 'round-1', 'train', 'trained_model.pt'))
+  })
+})
+
+test('no client can have the server read or write outside its --allow-dir directories, or import a plug-in it was not given', async () => {
+  const allowed = join(root, 'allowed')
+  const outside = join(root, 'outside')
+  mkdirSync(allowed)
+  mkdirSync(outside)
+  const secret = join(outside, 'secret.arrow')
+  writeFileSync(secret, 'keep')
+  writeFileSync(join(outside, 'table.csv'), 'path\na.png\n')
+  symlinkSync(outside, join(allowed, 'link'))
+  const server = await startTcpServer(serverEnv, 0, undefined, ['--allow-dir', allowed])
+  const worker = await openConformanceWorker('tcp', server)
+  const model = { name: 'ViT-T/4@28px' }
+  const images = (path: string) => new Table({ id: makeVector(new Int32Array([0])), path: vectorFromArray([path], new Utf8()) })
+  const refusal = (e: Error) => e.message.split('\n')[0]!
+  try {
+    const calls: Array<[string, Promise<unknown>]> = [
+      ['writes', worker.call('embed.mean', { shards: [join(allowed, 'shard.arrow')], out: secret })],
+      ['writes', worker.call('embed.shard', { model, out: secret, batch_size: 1, loader_workers: 0, precision: 'fp32' }, { tables: { images: images(join(allowed, 'a.png')) } })],
+      ['writes', worker.call('train.export', { model_path: join(allowed, 'model.pt'), centroids_path: secret })],
+      ['writes', worker.call('cluster.kmeans', { shards: [], k: 1, spherical: true, niter: 1, nredo: 1, seed: 0, max_points_per_centroid: 1, min_points_per_centroid: 0, gpu: null, out_dir: outside })],
+      ['reads', worker.call('files.read_table', { path: secret })],
+      ['reads', worker.call('files.stat', { paths: [join(allowed, 'x'), secret] })],
+      ['reads', worker.call('data.scan', { table: join(outside, 'table.csv'), folder: null, image_root: null, path_column: 'path', label_column: null, split_column: null })],
+      ['reads', worker.call('data.check', { loader_workers: 0 }, { tables: { images: images(join(outside, 'a.png')) } })],
+      ['reads', worker.call('model.describe', { model: { ...model, weights: secret } })],
+      ['reads', worker.call('files.read_table', { path: join(allowed, 'link', 'secret.arrow') })],
+    ]
+    for (const [what, call] of calls) {
+      const message = await call.then(() => 'ran', refusal)
+      expect(message, what).toMatch(/raised PermissionError: .*lies outside the directories this worker may use: .*allowed \(start it with --allow-dir DIR/)
+    }
+    for (const loader of ['os:system', 'nfhm.core.model:os.system']) {
+      const message = await worker.call('model.describe', { model: { ...model, loader } }).then(() => 'ran', refusal)
+      expect(message, loader).toMatch(/raised PermissionError: .*plug-in .* (is not from a module this worker allows|names an object of module 'posix')/)
+    }
+    expect(readFileSync(secret, 'utf8')).toBe('keep')
+    expect(existsSync(join(outside, 'pseudo_labels.arrow'))).toBe(false)
+    // Inside, the same methods run.
+    const inside = await worker.call('files.stat', { paths: [join(allowed, 'x')] })
+    expect(inside.result.files).toEqual([{ path: join(allowed, 'x'), exists: false, bytes: null }])
   } finally {
+    await worker.close()
     await server.stop()
   }
-  const local = join(root, 'runs', 'remote')
-  for (const file of ['manifest.json', 'metrics.jsonl', 'eval.json', 'report/report.md', 'round-1/cluster/cluster.json', 'round-1/train/train.json']) {
-    expect(existsSync(join(local, file)), file).toBe(true)
-  }
-  const remote = join(serverDir, 'remote')
-  for (const file of ['round-1/cluster/pseudo_labels.arrow', 'round-1/train/checkpoint.pt', 'round-1/train/trained_model.pt', 'round-1/train/final_centroids.npy']) {
-    expect(existsSync(join(remote, file)), file).toBe(true)
-    expect(existsSync(join(local, file)), file).toBe(false)
-  }
-  const caches = readdirSync(join(serverDir, '.cache', 'embeddings'))
-  expect(caches.length).toBeGreaterThan(0)
-  for (const key of caches) {
-    expect(readdirSync(join(serverDir, '.cache', 'embeddings', key)).every((f) => f.endsWith('.arrow'))).toBe(true)
-    expect(readdirSync(join(root, 'runs', '.cache', 'embeddings', key)).some((f) => f.endsWith('.arrow'))).toBe(false)
-  }
-  const summary = JSON.parse(readFileSync(join(local, 'round-1', 'train', 'train.json'), 'utf8')) as { model: string }
-  expect(summary.model).toBe(join(remote, 'round-1', 'train', 'trained_model.pt'))
 })
 
 test('a server killed mid-training ends the CLI within seconds; --resume after a restart finishes the run', async () => {
   const port = await freePort()
   const token = 'resume-token'
-  let server = await startTcpServer(serverEnv, port, token)
+  let server = await startTcpServer(serverEnv, port, token, serverArgs)
   const config = writeConfig('killed', 'epochs: 6, chunk_steps: 1, checkpoint_every: 3')
   const local = join(root, 'runs', 'killed')
   const first = cli(['train', config], server)
@@ -156,7 +238,7 @@ test('a server killed mid-training ends the CLI within seconds; --resume after a
   expect(ended.stderr).toMatch(new RegExp(`connection to tcp://127\\.0\\.0\\.1:${port} was lost`))
   expect(ended.stderr).toMatch(/again .*then rerun this command with --resume/)
 
-  server = await startTcpServer(serverEnv, port, token)
+  server = await startTcpServer(serverEnv, port, token, serverArgs)
   try {
     const resumed = await cli(['train', config, '--resume'], server)
     expect(resumed.stderr).not.toMatch(/^nfhm: /m)

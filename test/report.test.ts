@@ -1,7 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { histogram, lossCurves, metricBars, metricVsK, sizeDistributions, type MetricAtK } from '../src/report/plots.js'
+import { recallAt1ByClass } from '../src/eval/per-class.js'
+import { recallAtK, prepareRetrieval } from '../src/eval/retrieval.js'
+import { chooseQueries, neighbourSheet } from '../src/report/neighbour-grid.js'
+import { picturesSection, type EvalPictures } from '../src/report/pictures.js'
+import { categoryBars, embeddingMap, histogram, lossCurves, metricBars, metricVsK, sizeDistributions, type MetricAtK } from '../src/report/plots.js'
+import { stageTable } from '../src/report/run-report.js'
 import { formatInterval, markdownTable, textTable } from '../src/report/table.js'
-import { headline, verdicts } from '../src/report/headline.js'
+import { headline, strongestBaseline, verdicts } from '../src/report/headline.js'
 import type { EvalRecord } from '../src/run/records.js'
 
 // ------------------------------------------------------------ a tiny XML reader
@@ -316,6 +321,161 @@ describe('plots', () => {
       await expect(sizeDistributions([{ k: 5, size: -1, count: 5 }], { title: 't' })).rejects.toThrow('not a non-negative integer')
     })
   })
+
+  describe('categoryBars', () => {
+    const rows = ['Shirt', 'Pullover', 'Coat'].flatMap((category, i) => [
+      { category, series: 'round 1', value: 0.4 + 0.2 * i },
+      { category, series: 'pixels', value: 0.5 + 0.1 * i },
+    ])
+    const opts = { title: 'Recall@1 per class', xTitle: 'Recall@1', notes: ['The 3 lowest of 10 classes.'] }
+
+    it('draws a bar per category and series, the categories top to bottom in the order given', async () => {
+      const svg = await categoryBars(rows, opts)
+      const { texts, items } = chart(svg)
+      const bars = items('marks')
+      expect(bars).toHaveLength(6)
+      expect(new Set(bars.map((b) => b.attrs.fill)).size).toBe(2)
+      expect(texts).toEqual(expect.arrayContaining(['Recall@1 per class', 'Recall@1', 'round 1', 'pixels', 'The 3 lowest of 10 classes.']))
+      const labels = texts.filter((t) => ['Shirt', 'Pullover', 'Coat'].includes(t))
+      expect(labels).toEqual(['Shirt', 'Pullover', 'Coat'])
+      expect(await categoryBars(rows, opts)).toBe(svg)
+    })
+
+    it('drops non-finite values with a note, and refuses what it cannot draw', async () => {
+      const { texts, items } = chart(await categoryBars([...rows.slice(0, 5), { ...rows[5]!, value: Number.NaN }], opts))
+      expect(items('marks')).toHaveLength(5)
+      expect(texts).toContain('1 non-finite value dropped.')
+      await expect(categoryBars([], opts)).rejects.toThrow('categoryBars: no rows to plot')
+      await expect(categoryBars([rows[0]!, rows[0]!], opts)).rejects.toThrow('"round 1" appears twice for "Shirt"')
+      await expect(categoryBars([{ ...rows[0]!, value: Number.POSITIVE_INFINITY }], opts)).rejects.toThrow('no finite values')
+    })
+  })
+
+  describe('embeddingMap', () => {
+    const points = Array.from({ length: 60 }, (_, i) => ({ x: Math.cos(i) * (1 + (i % 3)), y: Math.sin(i) * (1 + (i % 3)), group: ['b-class', 'a-class', 'c-class'][i % 3]! }))
+
+    it('draws a point per embedding, a colour per class and the legend in name order, without axes', async () => {
+      const svg = await embeddingMap(points, { title: 't-SNE map' })
+      const { texts, items } = chart(svg)
+      const marks = items('marks')
+      expect(marks).toHaveLength(60)
+      expect(new Set(marks.map((m) => m.attrs.fill)).size).toBe(3)
+      // No axis titles or tick labels: the legend in name order, then the title.
+      expect(texts).toEqual(['a-class', 'b-class', 'c-class', 't-SNE map'])
+      expect(await embeddingMap(points, { title: 't-SNE map' })).toBe(svg)
+    })
+
+    it('leaves the legend out past 20 classes, drops non-finite points, each with a note', async () => {
+      const many = Array.from({ length: 50 }, (_, i) => ({ x: i, y: i % 7, group: `class ${i}` }))
+      const { texts, items } = chart(await embeddingMap([...many, { x: Number.NaN, y: 0, group: 'class 0' }], { title: 'map' }))
+      expect(items('marks')).toHaveLength(50)
+      expect(texts).toEqual(['map', '1 non-finite point dropped.', '50 classes: colours repeat, no legend.'])
+      await expect(embeddingMap([], { title: 'map' })).rejects.toThrow('embeddingMap: no points to plot')
+    })
+  })
+})
+
+// ------------------------------------------------------------------- pictures
+
+describe('pictures', () => {
+  // Six test images of classes 0, 0, 1, 1, 2, 2 (ids 10..15) and their nearest two, as evaluation keeps them.
+  const classOf = Int32Array.from([...range(10, () => -1), 0, 0, 1, 1, 2, 2])
+  const classNames = ['coat', 'shirt', 'shoe']
+  const model = { queries: Int32Array.from([10, 11, 12, 13, 14, 15]), ids: Int32Array.from([11, 12, 10, 14, 14, 13, 12, 15, 15, 10, 14, 11]), k: 2 }
+  // The baseline's lists hold the same queries in another order.
+  const baseline = { queries: Int32Array.from([15, 14, 13, 12, 11, 10]), ids: Int32Array.from([14, 13, 15, 11, 12, 10, 13, 14, 10, 12, 11, 13]), k: 2 }
+
+  it('computes Recall@1 per class as the share of queries whose nearest image shares their class', () => {
+    const own = recallAt1ByClass(model, classOf)
+    expect(own).toEqual([
+      { classId: 0, queries: 2, recall: 1 },
+      { classId: 1, queries: 2, recall: 0.5 },
+      { classId: 2, queries: 2, recall: 1 },
+    ])
+    // The mean over queries is retrieval.ts's Recall@1 of the same lists.
+    const rows = Int32Array.from(model.ids, (id) => id - 10)
+    const labels = classOf.subarray(10)
+    const queries = prepareRetrieval({ neighbors: rows, similarities: new Float32Array(12), queryLabels: labels, galleryLabels: labels, sameSet: true })
+    const overall = recallAtK(queries, 1).reduce((a, b) => a + b, 0) / 6
+    expect(own.reduce((a, c) => a + c.recall * c.queries, 0) / 6).toBeCloseTo(overall, 12)
+  })
+
+  it('chooses the best, the worst and other queries at random, the same for a seed', () => {
+    const scores = Float64Array.from(range(40, (i) => (i * 7919) % 40 / 40))
+    const chosen = chooseQueries(scores, 4, 0)
+    expect(chosen.map((c) => c.group)).toEqual([...Array(4).fill('best'), ...Array(4).fill('worst'), ...Array(4).fill('random')])
+    const values = (group: string) => chosen.filter((c) => c.group === group).map((c) => scores[c.index]!)
+    expect(values('best')).toEqual([39, 38, 37, 36].map((v) => v / 40))
+    expect(values('worst')).toEqual([0, 1, 2, 3].map((v) => v / 40))
+    expect(new Set(chosen.map((c) => c.index)).size).toBe(12)
+    expect(chooseQueries(scores, 4, 0)).toEqual(chosen)
+    expect(chooseQueries(scores, 4, 1).filter((c) => c.group === 'random')).not.toEqual(chosen.filter((c) => c.group === 'random'))
+    // Ties in a seeded random order: many perfect queries show varied ones.
+    const perfect = new Float64Array(40).fill(1)
+    expect(chooseQueries(perfect, 4, 0).slice(0, 4)).not.toEqual(chooseQueries(perfect, 4, 1).slice(0, 4))
+    // Fewer queries than places: each shows once.
+    expect(chooseQueries(Float64Array.from([0.5, 0.1, 0.9]), 4, 0).map((c) => [c.group, c.index])).toEqual([
+      ['best', 2],
+      ['best', 0],
+      ['best', 1],
+    ])
+  })
+
+  it("lays out each query beside its neighbours under every model, framed by whether they share the query's class", () => {
+    const { sheet, images } = neighbourSheet({
+      chosen: [{ group: 'worst', index: 1 }],
+      mapAtR: Float64Array.from([1, 0.25, 1, 1, 1, 1]),
+      panels: [
+        { name: 'round 1', nearest: model },
+        { name: 'pixels', nearest: baseline },
+      ],
+      classOf,
+      classNames,
+    })
+    expect(sheet.headers).toEqual(['query', 'round 1', 'pixels'])
+    expect(sheet.rows).toEqual([
+      {
+        caption: 'worst: coat\nMAP@R 0.25',
+        groups: [
+          [{ id: 11, caption: 'coat', mark: 'query' }],
+          [
+            { id: 10, caption: 'coat', mark: 'right' },
+            { id: 14, caption: 'shoe', mark: 'wrong' },
+          ],
+          [
+            { id: 10, caption: 'coat', mark: 'right' },
+            { id: 12, caption: 'shirt', mark: 'wrong' },
+          ],
+        ],
+      },
+    ])
+    expect(images.sort()).toEqual([10, 11, 12, 14])
+  })
+
+  it('writes the grid, the per-class chart and the map, and names the worst classes', async () => {
+    const written = new Map<string, string | Uint8Array>()
+    const write = (name: string, content: string | Uint8Array) => (written.set(name, content), name)
+    const classes = Array.from({ length: 45 }, (_, i) => ({ name: `class ${String(i).padStart(2, '0')}`, queries: 10, model: (i % 9) / 10, baseline: 0.5 }))
+    const pictures: EvalPictures = {
+      model: 'round 1',
+      grid: { png: Uint8Array.from([137, 80, 78, 71]), baseline: 'pixels', perGroup: 4, neighbours: 5, seed: 0 },
+      perClass: { baseline: 'pixels (centred)', classes },
+      map: { points: Array.from({ length: 30 }, (_, i) => ({ x: i, y: i * i, group: `class ${i % 3}` })), of: 100, seed: 0 },
+    }
+    const md = (await picturesSection(pictures, write)).join('\n')
+    expect([...written.keys()]).toEqual(['neighbours.png', 'recall-per-class.svg', 'embedding-map.svg'])
+    for (const name of written.keys()) expect(md).toContain(`](${name})`)
+    expect(md).toContain('and under pixels, the strongest baseline on MAP@R')
+    expect(md).toContain(
+      'Lowest Recall@1 under round 1: class 00 0.000 (pixels (centred) 0.500, 10 queries); class 09 0.000 (pixels (centred) 0.500, 10 queries); ' +
+        'class 18 0.000 (pixels (centred) 0.500, 10 queries); class 27 0.000 (pixels (centred) 0.500, 10 queries); class 36 0.000 (pixels (centred) 0.500, 10 queries).',
+    )
+    expect(md).toContain('(pixels (centred) is the strongest baseline on Recall@1.)')
+    expect(md).toContain('t-SNE (scikit-learn) of 30 of the 100 test embeddings of round 1 (a seeded sample, seed 0)')
+    const bars = chart(written.get('recall-per-class.svg') as string)
+    expect(bars.items('marks')).toHaveLength(80)
+    expect(bars.texts).toContain('The 40 classes with the lowest Recall@1 under round 1, of 45.')
+  })
 })
 
 // --------------------------------------------------------------------- tables
@@ -380,6 +540,21 @@ describe('tables', () => {
     expect(formatInterval(-0.0001, -0.0123, 0.0004)).toBe('0.000 [-0.012, 0.000]')
     expect(formatInterval(0.9, Number.NaN, Number.NaN)).toBe('0.900')
   })
+
+  it("shows the manifest's stage times, with no start for a stage recorded before starts were", () => {
+    const table = stageTable({
+      'embed.round-1': { key: 'a', started: '2026-01-02T03:04:05.678Z', finished: '2026-01-02T03:05:05.678Z', seconds: 60 },
+      'train.round-1': { key: 'b', finished: '2026-01-02T04:05:05.678Z', seconds: 3661.25 },
+      eval: { started: '2026-01-02T04:05:06.000Z', finished: '2026-01-02T04:06:06.100Z', seconds: 60.1 },
+    })
+    const cells = table.split('\n').map((line) => line.split('|').slice(1, -1).map((cell) => cell.trim()))
+    expect(cells[0]).toEqual(['stage', 'started', 'finished', 'seconds'])
+    expect(cells.slice(2)).toEqual([
+      ['embed.round-1', '2026-01-02 03:04:05 UTC', '2026-01-02 03:05:05 UTC', '60.0'],
+      ['train.round-1', '', '2026-01-02 04:05:05 UTC', '3,661.3'],
+      ['eval', '2026-01-02 04:05:06 UTC', '2026-01-02 04:06:06 UTC', '60.1'],
+    ])
+  })
 })
 
 describe('headline', () => {
@@ -421,5 +596,14 @@ describe('headline', () => {
 
   it('has nothing to say without a trained model', () => {
     expect(headline(results.slice(0, 2))).toBeNull()
+  })
+
+  it("finds the strongest of a model's baselines on the measure asked", () => {
+    const d = { 'map@r': interval(0), 'recall@1': interval(0), nmi: interval(0) }
+    const four = [...results.slice(0, 2), record('pixels (centred)', 0.32, 0.83, 0.5), record('round 1', 0.48, 0.8, 0.64, { pretrained: d, pixels: d, 'pixels (centred)': d })]
+    expect(strongestBaseline(four, four[3]!, 'map@r')!.name).toBe('pixels')
+    expect(strongestBaseline(four, four[3]!, 'recall@1')!.name).toBe('pixels (centred)')
+    expect(strongestBaseline(four, four[3]!, 'nmi')!.name).toBe('pixels')
+    expect(strongestBaseline(four, four[0]!, 'map@r')).toBeUndefined()
   })
 })

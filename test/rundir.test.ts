@@ -1,7 +1,7 @@
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { execa } from 'execa'
+import { execa, execaSync } from 'execa'
 import { describe, expect, test } from 'vitest'
 import { repoRoot } from '../src/bridge/python.js'
 import { RunDir, RunLockedError } from '../src/run/run-dir.js'
@@ -75,6 +75,48 @@ describe('run directory', () => {
 
     existing.writeManifest({ nfhm: '0', created: '', updated: '', config: {}, versions: {}, stages: {}, skipped_images: [] })
     expect(() => existing.discard()).toThrow(/holds a committed run/)
+  })
+
+  test('a run directory that cannot be made is refused within a second, naming the path and the reason', () => {
+    const parent = fresh()
+    writeFileSync(join(parent, 'file'), 'not a folder')
+    const cases = [
+      // Node's own recursive mkdir spins for ever here.
+      ['/proc/nfhm-runs/demo', 'cannot create the run directory /proc/nfhm-runs/demo: /proc is on procfs, a view of the kernel that holds no files'],
+      ['/proc/self/fd', 'cannot create the run directory /proc/self/fd: /proc/self/fd is on procfs'],
+      [join(parent, 'file', 'runs', 'demo'), `cannot create the run directory ${join(parent, 'file', 'runs', 'demo')}: ${join(parent, 'file')} is a file, not a folder`],
+    ]
+    // Root may write in any folder: only another user is kept out by the folder's mode.
+    if (process.getuid?.() !== 0) {
+      const locked = join(parent, 'locked')
+      mkdirSync(locked, { mode: 0o555 })
+      cases.push([join(locked, 'runs', 'demo'), `: no permission to write in ${locked}`])
+    }
+    for (const [dir, reason] of cases) {
+      const started = performance.now()
+      expect(() => new RunDir(dir!).lock()).toThrow(reason)
+      expect(performance.now() - started).toBeLessThan(1000)
+    }
+    expect(readdirSync(parent).sort()).toEqual(process.getuid?.() !== 0 ? ['file', 'locked'] : ['file'])
+  })
+
+  // A read-only bind mount in namespaces of its own (user and mount): no root needed, nothing outside changes.
+  const namespaces = (() => {
+    try {
+      return execaSync('unshare', ['-rm', 'true'], { reject: false }).exitCode === 0
+    } catch {
+      return false
+    }
+  })()
+
+  test.skipIf(!namespaces)('the CLI names a run directory on a read-only filesystem as such', async () => {
+    const parent = fresh()
+    const config = join(parent, 'run.yaml')
+    writeFileSync(config, `name: demo\nruns_dir: ${join(parent, 'runs')}\ndata: {table: ${join(parent, 'images.csv')}}\n`)
+    const cli = `mount --bind -o ro ${parent} ${parent} && exec node ${join(repoRoot, 'bin', 'nfhm.js')} run ${config}`
+    const run = await execa('unshare', ['-rm', 'sh', '-c', cli], { cwd: repoRoot, reject: false })
+    expect(run.exitCode).toBe(1)
+    expect(run.stderr).toContain(`nfhm: cannot create the run directory ${join(parent, 'runs', 'demo')}: ${parent} is on a read-only filesystem`)
   })
 
   test("temporary files of writers killed mid-write are removed, a live process's are kept", async () => {

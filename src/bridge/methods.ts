@@ -2,10 +2,12 @@
 // of each, and the layouts of the Arrow tables each takes and gives (tables.ts).
 // This is the only declaration of the contract: contract.ts turns it into the
 // JSON Schema that the Python side validates every call against. Paths in
-// params are paths on the worker's machine; bulk data (image lists,
+// params are paths on the worker's machine, marked `workerPath` (a remote
+// worker confines them: confinement.ts); bulk data (image lists,
 // assignments, neighbour lists) crosses as Arrow tables, never inside the JSON.
 import { z } from 'zod'
 import { augmentSchema, headSchema, marginSchema, modelSchema } from '../config/schema.js'
+import { workerPath } from './confinement.js'
 import type { MethodTable } from './worker.js'
 
 /** A number that may be NaN or infinite (z.number() refuses both). */
@@ -39,6 +41,21 @@ export type ModelSpec = z.infer<typeof modelSpec>
 const badImage = z.object({ id: z.number().int(), path: z.string(), reason: z.string() })
 export type BadImage = z.infer<typeof badImage>
 
+/** Rows of cells under `headers`, each row one group of cells per header; a cell is an image by id, its caption and frame. */
+const contactSheet = z.object({
+  headers: z.array(z.string()).min(1),
+  rows: z
+    .array(
+      z.object({
+        caption: z.string(),
+        groups: z.array(z.array(z.object({ id: z.number().int(), caption: z.string(), mark: z.enum(['query', 'right', 'wrong']) }))),
+      }),
+    )
+    .min(1)
+    .max(64),
+})
+export type ContactSheet = z.infer<typeof contactSheet>
+
 export const workerMethods = {
   hello: { params: z.object({}), result: helloResult },
   echo: { params: z.record(z.string(), z.unknown()), result: z.record(z.string(), z.unknown()) },
@@ -47,14 +64,20 @@ export const workerMethods = {
   'data.scan': {
     tables: { out: { images: 'scanned_images' } },
     params: z.object({
-      table: z.string().nullable(),
-      folder: z.string().nullable(),
-      image_root: z.string().nullable(),
+      table: workerPath.nullable(),
+      folder: workerPath.nullable(),
+      image_root: workerPath.nullable(),
       path_column: z.string(),
       label_column: z.string().nullable(),
       split_column: z.string().nullable(),
     }),
-    result: z.object({ rows: z.number().int(), source: z.string(), sha256: z.string() }),
+    result: z.object({
+      rows: z.number().int(),
+      source: z.string(),
+      sha256: z.string(),
+      /** Folders of a tree not entered: links back into the tree (loops), second paths to one folder. */
+      skipped_folders: z.array(z.object({ path: z.string(), reason: z.string() })),
+    }),
   },
 
   /** Decodes every image, lists those that cannot be read. */
@@ -62,6 +85,13 @@ export const workerMethods = {
     tables: { in: { images: 'image_list' } },
     params: z.object({ loader_workers: z.number().int().nonnegative() }),
     result: z.object({ checked: z.number().int(), bad: z.array(badImage) }),
+  },
+
+  /** sha256 of every image file's size and modification time: it changes when a file is changed in place. */
+  'data.stat': {
+    tables: { in: { images: 'image_list' } },
+    params: z.object({}),
+    result: z.object({ files: z.number().int(), sha256: z.string() }),
   },
 
   /** What a model spec resolves to, and a hash of its weights (for cache keys). */
@@ -75,6 +105,8 @@ export const workerMethods = {
       parameters: z.number().int(),
       /** Blocks `train.freeze` may count (null: the model cannot be partly frozen). */
       blocks: z.number().int().nullable(),
+      /** The smallest `train.batch_size` it trains on: 16 with BatchNorm layers, else 1. */
+      min_train_batch: z.number().int().positive(),
     }),
   },
 
@@ -83,7 +115,7 @@ export const workerMethods = {
     tables: { in: { images: 'image_list' } },
     params: z.object({
       model: modelSpec,
-      out: z.string(),
+      out: workerPath,
       batch_size: z.number().int().positive(),
       loader_workers: z.number().int().nonnegative(),
       precision: z.enum(['fp32', 'bf16', 'fp16']),
@@ -98,7 +130,7 @@ export const workerMethods = {
 
   /** The mean embedding over `shards`, written to `out` as a float32 .npy (the centred pixel baseline subtracts it). */
   'embed.mean': {
-    params: z.object({ shards: z.array(z.string()).min(1), out: z.string() }),
+    params: z.object({ shards: z.array(workerPath).min(1), out: workerPath }),
     result: z.object({ rows: z.number().int(), dim: z.number().int() }),
   },
 
@@ -106,7 +138,7 @@ export const workerMethods = {
   'cluster.kmeans': {
     tables: { out: { assignments: 'pseudo_labels' } },
     params: z.object({
-      shards: z.array(z.string()),
+      shards: z.array(workerPath),
       k: z.number().int().positive(),
       spherical: z.boolean(),
       niter: z.number().int().positive(),
@@ -115,7 +147,7 @@ export const workerMethods = {
       max_points_per_centroid: z.number().int().positive(),
       min_points_per_centroid: z.number().int().nonnegative(),
       gpu: z.boolean().nullable(), // null: use a GPU when faiss has one
-      out_dir: z.string().nullable(), // pseudo_labels.arrow, centroids.npy, centroids.arrow
+      out_dir: workerPath.nullable(), // pseudo_labels.arrow, centroids.npy, centroids.arrow
     }),
     result: z.object({
       n: z.number().int(),
@@ -133,12 +165,38 @@ export const workerMethods = {
   'search.knn': {
     tables: { out: { neighbors: 'neighbors' } },
     params: z.object({
-      query_shards: z.array(z.string()),
-      gallery_shards: z.array(z.string()).nullable(), // null: the queries are the gallery
+      query_shards: z.array(workerPath),
+      gallery_shards: z.array(workerPath).nullable(), // null: the queries are the gallery
       k: z.number().int().positive(),
       exclude_self: z.boolean(),
     }),
     result: z.object({ queries: z.number().int(), gallery: z.number().int(), k: z.number().int(), seconds: z.number() }),
+  },
+
+  /**
+   * Draws rows of framed, captioned thumbnails of `images` (the report's
+   * nearest-neighbour grid), each row a group of cells under each header.
+   * The picture comes back as a base64 PNG in the result: one picture of a
+   * few dozen thumbnails, not bulk data, so the report gets it from a
+   * remote worker too.
+   */
+  'pictures.sheet': {
+    tables: { in: { images: 'image_list' } },
+    params: contactSheet.extend({ size: z.number().int().min(8).max(256) }),
+    result: z.object({
+      png: z.string(),
+      width: z.number().int(),
+      height: z.number().int(),
+      /** Images drawn as grey squares: gone or damaged since they were embedded. */
+      unreadable: z.number().int(),
+    }),
+  },
+
+  /** A t-SNE map of at most `points` of the embeddings in `shards` (a seeded sample): one row per point. */
+  'pictures.map': {
+    tables: { out: { points: 'map_points' } },
+    params: z.object({ shards: z.array(workerPath).min(1), points: z.number().int().min(2), seed: z.number().int() }),
+    result: z.object({ points: z.number().int(), of: z.number().int(), seconds: z.number() }),
   },
 
   /**
@@ -162,7 +220,7 @@ export const workerMethods = {
       augment: augmentSchema,
       seed: z.number().int(),
       loader_workers: z.number().int().nonnegative(),
-      resume: z.string().nullable(),
+      resume: workerPath.nullable(),
     }),
     result: z.object({
       steps_per_epoch: z.number().int().positive(),
@@ -196,19 +254,19 @@ export const workerMethods = {
 
   /** Writes the whole session (model, head, optimiser, scaler, RNG, data position) to `path`, atomically. */
   'train.checkpoint': {
-    params: z.object({ path: z.string() }),
+    params: z.object({ path: workerPath }),
     result: z.object({ step: z.number().int(), bytes: z.number().int() }),
   },
 
   /** Writes trained_model.pt (UNICOM key layout) and final_centroids.npy (C x E), atomically; ends the session. */
   'train.export': {
-    params: z.object({ model_path: z.string(), centroids_path: z.string() }),
+    params: z.object({ model_path: workerPath, centroids_path: workerPath }),
     result: z.object({ step: z.number().int(), classes: z.number().int(), embedding_size: z.number().int() }),
   },
 
   /** Which of these files exist on the worker's machine, and their sizes. */
   'files.stat': {
-    params: z.object({ paths: z.array(z.string()) }),
+    params: z.object({ paths: z.array(workerPath) }),
     result: z.object({
       files: z.array(z.object({ path: z.string(), exists: z.boolean(), bytes: z.number().int().nullable() })),
     }),
@@ -216,7 +274,7 @@ export const workerMethods = {
 
   /** Reads an Arrow IPC file on the worker's machine; its rows come back as table `table`. */
   'files.read_table': {
-    params: z.object({ path: z.string() }),
+    params: z.object({ path: workerPath }),
     result: z.object({ rows: z.number().int() }),
   },
 } satisfies MethodTable

@@ -13,6 +13,8 @@ export interface ColumnLayout {
   required: boolean
   /** Values may be null. */
   nullable: boolean
+  /** Values are paths on the worker's machine, which a remote worker confines (confinement.ts). */
+  workerPath: boolean
 }
 
 const col = (name: string, type: ColumnType, opts: Partial<Omit<ColumnLayout, 'name' | 'type'>> = {}): ColumnLayout => ({
@@ -20,19 +22,20 @@ const col = (name: string, type: ColumnType, opts: Partial<Omit<ColumnLayout, 'n
   type,
   required: opts.required ?? true,
   nullable: opts.nullable ?? false,
+  workerPath: opts.workerPath ?? false,
 })
 
 export const tableLayouts = {
   /** data.scan's answer: one row per image found. */
   scanned_images: [
-    col('path', 'utf8'),
+    col('path', 'utf8', { workerPath: true }),
     col('label', 'utf8', { required: false, nullable: true }),
     col('split', 'utf8', { required: false, nullable: true }),
   ],
   /** The images a call works on, by the id the run gave them. */
-  image_list: [col('id', 'int32'), col('path', 'utf8')],
+  image_list: [col('id', 'int32'), col('path', 'utf8', { workerPath: true })],
   /** Training input: each image with its pseudo-label. */
-  training_images: [col('id', 'int32'), col('path', 'utf8'), col('label', 'int32')],
+  training_images: [col('id', 'int32'), col('path', 'utf8', { workerPath: true }), col('label', 'int32')],
   /** An embedding shard file (runs/.cache/embeddings/<key>/shard-*.arrow). */
   embedding_shard: [col('id', 'int32'), col('embedding', 'fixed_size_list<float32>')],
   /** k-means assignments, also pseudo_labels.arrow. */
@@ -43,6 +46,8 @@ export const tableLayouts = {
     col('ids', 'fixed_size_list<int32>'),
     col('similarities', 'fixed_size_list<float32>'),
   ],
+  /** A 2-D map of embeddings (pictures.map): each image's coordinates. */
+  map_points: [col('id', 'int32'), col('x', 'float32'), col('y', 'float32')],
 } as const satisfies Record<string, readonly ColumnLayout[]>
 
 export type TableLayoutName = keyof typeof tableLayouts

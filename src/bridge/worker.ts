@@ -34,7 +34,7 @@ export interface Reply<R> {
 export type WorkerSpec =
   | { transport: 'pythonia'; python?: string; env?: Record<string, string> }
   | { transport: 'stdio'; python?: string; env?: Record<string, string>; torchrun?: TorchrunLaunch }
-  | { transport: 'tcp'; host: string; port: number; token: string }
+  | { transport: 'tcp'; host: string; port: number; token: string; ca?: string }
 
 export interface OpenOptions {
   /** Where the worker's stdout and stderr go (a child worker only). */

@@ -2,10 +2,12 @@
 // Defaults are the group's recipe (README.md, "Your own images"): K = 3,000 for 30,000 images, s=32 m1=1 m2=0.3 m3=0, AdamW lr 1e-4
 // with the head at 5x, OneCycle with 10% warm-up, 10 epochs, batch 128.
 import { z } from 'zod'
+import { pluginSpec, workerPath } from '../bridge/confinement.js'
 
 const positiveInt = z.number().int().positive()
 const fraction = z.number().gt(0).lt(1)
-const pluginSpec = z.string().regex(/^[\w.]+:[\w.]+$/, 'expected "module:attribute"')
+// One cluster is no pseudo-class to tell apart: training on it has loss 0 and learns nothing.
+const clusterCount = z.number().int().min(2, 'K must be at least 2')
 
 /** Column names of known collections. */
 export const PRESETS = {
@@ -37,7 +39,11 @@ export const dataSchema = z
 
 export const modelSchema = z.strictObject({
   name: z.string().default('ViT-L/14@336px'),
-  weights: z.string().nullable().default(null).describe('UNICOM release file or nfhm trained_model.pt; null = random init'),
+  weights: z
+    .union([z.literal('imagenet'), workerPath])
+    .nullable()
+    .default(null)
+    .describe("UNICOM release file or nfhm trained_model.pt; 'imagenet' for EfficientNet-Lite's own; null = random init"),
   loader: pluginSpec.default('nfhm.core.model:load'),
   image_size: positiveInt.nullable().default(null),
   embedding_size: positiveInt
@@ -60,7 +66,7 @@ export const embedSchema = z.strictObject({
 
 export const clusterSchema = z
   .strictObject({
-    k: positiveInt.nullable().default(3000),
+    k: clusterCount.nullable().default(3000),
     ratio: z.number().positive().nullable().default(null).describe('K as a fraction of the number of images; overrides k'),
     spherical: z.boolean().default(true),
     niter: positiveInt.default(20),
@@ -156,6 +162,10 @@ export const workerSchema = z.strictObject({
   transport: z.enum(['pythonia', 'stdio', 'tcp']).default('pythonia'),
   address: z.string().regex(/^tcp:\/\/[^:]+:\d+$/, 'expected tcp://host:port').nullable().default(null),
   token_file: z.string().nullable().default(null),
+  tls_ca: z
+    .string()
+    .optional()
+    .describe("a tcp worker's TLS certificate, or the CA that signed it (PEM): the worker was started with --tls-cert; unset: no TLS"),
   python: z.string().nullable().default(null),
   // Optional (no default) so that worker entries elsewhere (sweep.workers) need not spell them out.
   runs_dir: z.string().optional().describe("runs_dir on the worker's machine (a remote worker); unset: the same path as here"),
@@ -169,7 +179,7 @@ export const workerSchema = z.strictObject({
  * CUDA_VISIBLE_DEVICES) so that (K, seed) runs go to whichever is free.
  */
 export const sweepSchema = z.strictObject({
-  k: z.array(positiveInt).nonempty().nullable().default(null),
+  k: z.array(clusterCount).nonempty().nullable().default(null),
   ratio: z.array(z.number().positive()).nonempty().nullable().default(null),
   seeds: positiveInt.default(1).describe('k-means (and training) seeds per K: cluster.seed + s, train.seed + s'),
   train: z.boolean().default(false).describe('train and evaluate a model per (K, seed); else judge K by clustering agreement only'),

@@ -86,3 +86,12 @@ export class Xoshiro128ss {
 function rotl(x: number, k: number): number {
   return (x << k) | (x >>> (32 - k))
 }
+
+/** Fisher-Yates: `items` shuffled in place by `rng`, and returned. */
+export function shuffle<T>(items: T[], rng: Xoshiro128ss): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = rng.nextBelow(i + 1)
+    ;[items[i], items[j]] = [items[j]!, items[i]!]
+  }
+  return items
+}

@@ -34,6 +34,15 @@ export interface NeighborLists {
   readonly firstQuery?: number
 }
 
+/** The first few neighbours of each query by image id: what evaluation keeps of the lists for the report's pictures. */
+export interface NearestImages {
+  /** Image id of each query. */
+  readonly queries: Int32Array
+  /** Image ids of each query's `k` nearest, row-major, nearest first. */
+  readonly ids: Int32Array
+  readonly k: number
+}
+
 /** Neighbour lists checked and annotated with what every metric needs. */
 export interface RetrievalQueries {
   readonly lists: NeighborLists

@@ -12,7 +12,7 @@ export interface CompareOptions {
 }
 
 export async function compareCommand(config: Config, models: readonly string[], opts: CompareOptions): Promise<void> {
-  const inputs = resolveInputs(config, models, (message) => process.stderr.write(`warning: ${message}\n`))
+  const inputs = resolveInputs(config, models)
   const ctx = await openSession(config, { runDir: opts.runDir ?? join(config.runs_dir, `${config.name}-compare`) })
   try {
     const comparison = await compareModels(ctx, inputs)

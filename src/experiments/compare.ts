@@ -9,14 +9,15 @@
 // resamples) is kept in compare.json beside it for the finer question.
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
-import { isDeepStrictEqual } from 'node:util'
 import type { ModelSpec } from '../bridge/methods.js'
 import type { Config } from '../config/schema.js'
 import { pairedBootstrap } from '../eval/bootstrap.js'
 import { evalRecord, evaluateModel, type ModelEval } from '../recipe/evaluate.js'
-import { prepareImages } from '../recipe/images.js'
+import { prepareImages, type ImageList } from '../recipe/images.js'
 import { baselineModels, testSplit } from '../recipe/pipeline.js'
+import { TEST, TRAIN } from '../recipe/split.js'
 import { addVersus } from '../recipe/versus.js'
+import { readArrowFile } from '../run/arrow.js'
 import type { Context } from '../run/context.js'
 import type { EvalRecord, Interval, TrainSummary } from '../run/records.js'
 import { RunDir } from '../run/run-dir.js'
@@ -28,6 +29,8 @@ export interface CompareInput {
   source: string
   kind: 'run' | 'checkpoint'
   spec: ModelSpec
+  /** A run's images.arrow (its sweep's, for a sweep's sub-run): the images it trained on; null when it has none. */
+  imageList: string | null
 }
 
 /**
@@ -50,12 +53,12 @@ function trainedModelOf(dir: string, rounds: number): string {
  * A run directory's last trained model, or a checkpoint file loaded as the
  * config's model. Checked before any worker starts, so a typo fails at once.
  */
-export function resolveInput(config: Config, arg: string, warn: (message: string) => void): CompareInput {
+export function resolveInput(config: Config, arg: string): CompareInput {
   const path = resolve(arg)
   const name = arg.replace(/\/+$/, '')
   if (!existsSync(path)) throw new Error(`${arg}: no such run directory or checkpoint`)
   if (statSync(path).isFile()) {
-    return { name, source: path, kind: 'checkpoint', spec: { ...config.model, weights: path } }
+    return { name, source: path, kind: 'checkpoint', spec: { ...config.model, weights: path }, imageList: null }
   }
   if (existsSync(join(path, 'sweep.json'))) {
     throw new Error(`${arg} is a sweep: pass its sub-runs, e.g. ${join(arg, 'k-1000', 'seed-0')}`)
@@ -63,22 +66,51 @@ export function resolveInput(config: Config, arg: string, warn: (message: string
   const manifest = new RunDir(path).readManifest()
   if (!manifest) throw new Error(`${arg} is not a run directory (no manifest.json)`)
   const own = manifest.config as Config
-  if (!isDeepStrictEqual(own.data, config.data)) {
-    warn(`${arg} was trained with other data settings than this comparison's; its training images may overlap the test split`)
-  }
   // Runs made before model.embedding_size existed have none in their manifest.
   const spec = { ...own.model, embedding_size: own.model.embedding_size ?? null, weights: trainedModelOf(path, own.rounds) }
-  return { name, source: path, kind: 'run', spec }
+  const sweep = manifest.sweep as { root: string } | undefined
+  const imageList = [join(path, 'images.arrow'), ...(sweep ? [join(sweep.root, 'images.arrow')] : [])].find((file) => existsSync(file)) ?? null
+  return { name, source: path, kind: 'run', spec, imageList }
 }
 
 /** Every argument resolved, each named once. */
-export function resolveInputs(config: Config, args: readonly string[], warn: (message: string) => void): CompareInput[] {
+export function resolveInputs(config: Config, args: readonly string[]): CompareInput[] {
   if (args.length === 0) throw new Error('compare: name at least one run directory or checkpoint')
-  const inputs = args.map((arg) => resolveInput(config, arg, warn))
+  const inputs = args.map((arg) => resolveInput(config, arg))
   const names = inputs.map((i) => i.name)
   const duplicate = names.find((n, i) => names.indexOf(n) !== i)
   if (duplicate) throw new Error(`compare: ${duplicate} is named twice`)
   return inputs
+}
+
+/**
+ * A warning when a run trained on other images than this comparison's
+ * training split: some of them may be its test images. Only the images
+ * count, not the data settings: a run whose settings differ in a way that
+ * leaves them the same (the label column renamed, say) is not flagged.
+ */
+export function trainingDataWarning(input: CompareInput, images: Pick<ImageList, 'paths' | 'split'>): string | null {
+  if (input.kind !== 'run') return null
+  if (input.imageList === null) return `${input.name}: no images.arrow says which images it was trained on; they may overlap the test split`
+  const splitOf = new Map(images.paths.map((path, i) => [path, images.split[i]!]))
+  const list = readArrowFile(input.imageList)
+  const paths = list.getChild('path')!.toArray() as string[]
+  const splits = list.getChild('split')!.toArray() as string[]
+  let trained = 0
+  let shared = 0
+  let tested = 0
+  paths.forEach((path, i) => {
+    if (splits[i] !== 'train') return
+    trained++
+    if (splitOf.get(path) === TRAIN) shared++
+    if (splitOf.get(path) === TEST) tested++
+  })
+  const ownTrained = images.split.reduce((n, s) => n + (s === TRAIN ? 1 : 0), 0)
+  if (shared === trained && trained === ownTrained) return null
+  return (
+    `${input.name} was trained on other images than this comparison's training split: ` +
+    `${tested.toLocaleString('en-US')} of its ${trained.toLocaleString('en-US')} training images are test images here`
+  )
 }
 
 export interface BestMark {
@@ -129,6 +161,10 @@ export interface Comparison {
 
 export async function compareModels(ctx: Context, inputs: readonly CompareInput[]): Promise<Comparison> {
   const images = await prepareImages(ctx)
+  for (const input of inputs) {
+    const warning = trainingDataWarning(input, images)
+    if (warning) ctx.warn(warning)
+  }
   const test = testSplit(images)
   const baselines = await baselineModels(ctx, images)
   const models = [

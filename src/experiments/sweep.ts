@@ -17,7 +17,7 @@ import type { Config } from '../config/schema.js'
 import { clusterEmbeddings, resolveK, type Clustering } from '../recipe/cluster.js'
 import { embedImages } from '../recipe/embed.js'
 import { evalPath, evalRecord, evaluateModel, writeEval, type ModelEval } from '../recipe/evaluate.js'
-import { prepareImages, subset, type ImageList, type Subset } from '../recipe/images.js'
+import { imagesKey, prepareImages, subset, type ImageList, type Subset } from '../recipe/images.js'
 import { baselineModels, initialModel, testSplit } from '../recipe/pipeline.js'
 import { TEST, TRAIN } from '../recipe/split.js'
 import { trainRound } from '../recipe/train.js'
@@ -27,6 +27,7 @@ import type { Context } from '../run/context.js'
 import { keyOf } from '../run/keys.js'
 import type { ClusterSummary, EvalRecord, TrainSummary } from '../run/records.js'
 import { RunDir, type Manifest } from '../run/run-dir.js'
+import { timeStage } from '../run/stage-times.js'
 import { BOOTSTRAP_SEED, retrievalMetricKeys } from './comparable.js'
 import { runJobs, type PoolWorker } from './worker-pool.js'
 
@@ -182,10 +183,11 @@ function runRecord(sub: Context, job: Job, cluster: ClusterSummary): SweepRun {
 /** Train one round at K and evaluate the model; a finished evaluation under the same key is reused. */
 async function trainAndEvaluate(sub: Context, images: ImageList, test: Subset, job: Job): Promise<SweepRun> {
   const clustering = await clusterAt(sub, images, job)
-  const training = await trainRound(sub, { round: 1, model: initialModel(sub), paths: images.paths, clustering, restart: false })
+  const train = () => trainRound(sub, { round: 1, model: initialModel(sub), paths: images.paths, clustering, restart: false })
+  const training = await timeStage(sub, 'train.round-1', train, (t) => t.key)
   const key = keyOf({
     train: training.key,
-    test: keyOf({ ids: Array.from(test.ids), paths: test.paths }, 64),
+    test: await imagesKey(sub, test),
     eval: sub.config.eval,
     // recipe/evaluate.ts k-means the test embeddings with the run's k-means settings.
     cluster: sub.config.cluster,

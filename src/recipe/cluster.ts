@@ -21,10 +21,12 @@ export interface Clustering {
 
 /** K from cluster.k or cluster.ratio; a clear error when it cannot work. */
 export function resolveK(cfg: Config['cluster'], n: number): number {
-  const k = cfg.ratio !== null ? Math.max(1, Math.round(cfg.ratio * n)) : cfg.k!
-  if (k > n) {
-    const field = cfg.ratio !== null ? `cluster.ratio = ${cfg.ratio}` : `cluster.k = ${cfg.k}`
-    throw new Error(`${field}: K=${k} is larger than the number of images to cluster (n=${n}); choose K <= ${n}`)
+  const k = cfg.ratio !== null ? Math.round(cfg.ratio * n) : cfg.k!
+  const field = cfg.ratio !== null ? `cluster.ratio = ${cfg.ratio}` : `cluster.k = ${cfg.k}`
+  if (k > n) throw new Error(`${field}: K=${k} is larger than the number of images to cluster (n=${n}); choose K <= ${n}`)
+  if (k < 2) {
+    const choose = cfg.ratio !== null ? `cluster.ratio >= ${(2 / n).toPrecision(2)}` : 'K >= 2'
+    throw new Error(`${field}: K=${k} for n=${n} images; K must be at least 2 (one cluster is no class to tell apart); choose ${choose}`)
   }
   return k
 }

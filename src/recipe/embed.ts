@@ -1,6 +1,7 @@
 // `nfhm embed`: batched forward passes in the worker, one shard per call, each
 // shard an Arrow IPC file. Shards are cached under a key of everything that
-// changes the numbers (model, weights hash, transform, precision, image list):
+// changes the numbers (model, weights hash, transform, precision, the image
+// files, each by its path, size and modification time):
 // a rerun with the same key is instant, a killed run resumes at its first
 // missing shard, and a changed key re-embeds.
 import { existsSync, readFileSync } from 'node:fs'
@@ -12,7 +13,7 @@ import { resolvePrecision, saveManifest, type Context } from '../run/context.js'
 import { keyOf } from '../run/keys.js'
 import { Progress } from '../run/progress.js'
 import { workerFilesExist, workerPath } from '../run/worker-files.js'
-import type { Subset } from './images.js'
+import { imagesKey, type Subset } from './images.js'
 
 export interface EmbeddingSet {
   key: string
@@ -67,7 +68,7 @@ export async function embedImages(ctx: Context, model: ModelSpec, images: Subset
     weights: described.weights_sha256,
     transform: described.transform,
     precision,
-    images: keyOf({ ids: Array.from(images.ids), paths: images.paths }, 64),
+    images: await imagesKey(ctx, images),
     shard_size: cfg.shard_size,
   })
   const dir = join(ctx.cacheDir, 'embeddings', key)

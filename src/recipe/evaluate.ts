@@ -10,6 +10,7 @@ import {
   concatRetrievalMetrics,
   neighborsNeeded,
   retrievalMetrics,
+  type NearestImages,
   type RetrievalMetrics,
   type RetrievalOptions,
 } from '../eval/retrieval.js'
@@ -29,13 +30,20 @@ export interface ModelUnderTest {
 /**
  * A model's eval.json entry and, for paired comparisons, what is not written
  * there: its per-query values of each metric, and its NMI on the whole test
- * set and on each half-sample (over `clusteredIds`, in that order).
+ * set and on each half-sample (over `clusteredIds`, in that order); for the
+ * report's pictures, each evaluated query's nearest images (in the per-query
+ * values' order) and the worker paths of its test embedding shards.
  */
 export interface ModelEval extends EvalRecord {
   perQuery: Record<string, Float64Array>
   nmiSamples: HalfSamples
   clusteredIds: Int32Array
+  nearest: NearestImages
+  shards: string[]
 }
+
+/** Neighbours per query kept for the report's pictures (the neighbour grid, per-class Recall@1): 20 bytes a query. */
+const KEPT_NEIGHBOURS = 5
 
 export interface EvalOptions {
   /** Seed of the bootstrap resamples and half-samples: the same for every model, so they pair. */
@@ -67,17 +75,18 @@ function columnValues<T extends Int32Array | Float32Array>(column: Vector, size 
  * record batch at a time. Each batch's columns are views on the received
  * message, and its neighbour ids become gallery rows in place (the table is
  * this call's alone), through an array indexed by image id rather than a Map:
- * the TS side holds no copy of the lists, however many queries there are.
+ * the TS side holds no copy of the lists, however many queries there are,
+ * beyond the first KEPT_NEIGHBOURS of each evaluated query.
  */
 export async function searchMetrics(
   ctx: Context,
   queries: SearchSet,
   gallery: SearchSet | null,
   options: Required<RetrievalOptions>,
-): Promise<RetrievalMetrics> {
+): Promise<{ metrics: RetrievalMetrics; nearest: NearestImages }> {
   const sameSet = gallery === null
   const items = gallery ?? queries
-  const k = neighborsNeeded(items.labels, queries.labels, sameSet, [...options.recallKs, ...options.knnKs])
+  const k = neighborsNeeded(items.labels, queries.labels, sameSet, [...options.recallKs, ...options.knnKs, KEPT_NEIGHBOURS])
   const { tables } = await ctx.worker.call('search.knn', {
     query_shards: queries.shards,
     gallery_shards: gallery?.shards ?? null,
@@ -88,6 +97,8 @@ export async function searchMetrics(
   items.ids.forEach((id, row) => (rowOf[id] = row))
   const parts: RetrievalMetrics[] = []
   const firsts: number[] = []
+  const keep = Math.min(KEPT_NEIGHBOURS, k)
+  const kept = new Int32Array(queries.ids.length * keep)
   let first = 0
   for (const batch of tables.neighbors!.batches) {
     const n = batch.numRows
@@ -105,10 +116,17 @@ export async function searchMetrics(
     }
     parts.push(retrievalMetrics(lists, options))
     firsts.push(first)
+    for (let q = 0; q < n; q++) {
+      for (let j = 0; j < keep; j++) kept[(first + q) * keep + j] = items.ids[neighbors[q * k + j]!]!
+    }
     first += n
   }
   if (first !== queries.ids.length) throw outOfOrder(queries)
-  return concatRetrievalMetrics(parts, firsts)
+  const metrics = concatRetrievalMetrics(parts, firsts)
+  const evaluated = metrics.evaluatedQueries
+  const ids = new Int32Array(evaluated.length * keep)
+  evaluated.forEach((q, e) => ids.set(kept.subarray(q * keep, (q + 1) * keep), e * keep))
+  return { metrics, nearest: { queries: evaluated.map((q) => queries.ids[q]!), ids, k: keep } }
 }
 
 const outOfOrder = (queries: SearchSet) =>
@@ -123,7 +141,7 @@ export async function evaluateModel(ctx: Context, model: ModelUnderTest, test: S
   const bad = new Set(embeddings.bad.map((b) => b.id))
   const order = test.ids.filter((id) => !bad.has(id))
   const labels = Int32Array.from(order, labelOf)
-  const metrics = await searchMetrics(ctx, { shards: embeddings.shards, ids: order, labels }, null, {
+  const { metrics, nearest } = await searchMetrics(ctx, { shards: embeddings.shards, ids: order, labels }, null, {
     recallKs: cfg.recall_at,
     knnKs: cfg.knn_k,
     knnTemperature: cfg.knn_temperature,
@@ -172,11 +190,13 @@ export async function evaluateModel(ctx: Context, model: ModelUnderTest, test: S
     perQuery,
     nmiSamples,
     clusteredIds,
+    nearest,
+    shards: embeddings.shards,
   }
 }
 
 /** What eval.json keeps of a model's evaluation. */
-export function evalRecord({ perQuery: _p, nmiSamples: _n, clusteredIds: _c, ...record }: ModelEval): EvalRecord {
+export function evalRecord({ perQuery: _p, nmiSamples: _n, clusteredIds: _c, nearest: _k, shards: _s, ...record }: ModelEval): EvalRecord {
   return record
 }
 

@@ -2,6 +2,7 @@
 import type { BadImage } from '../bridge/methods.js'
 import { tableOf, writeArrowFile } from '../run/arrow.js'
 import { saveManifest, type Context } from '../run/context.js'
+import { keyOf } from '../run/keys.js'
 import { splitImages, TEST } from './split.js'
 
 export interface ImageList {
@@ -65,8 +66,10 @@ export async function prepareImages(ctx: Context, check: (images: ImageList) => 
     }),
   )
   const nTest = split.reduce((a, s) => a + s, 0)
-  ctx.manifest.inputs = { source: result.source, sha256: result.sha256, images: paths.length, classes: classNames.length, train: paths.length - nTest, test: nTest }
+  const skipped = result.skipped_folders
+  ctx.manifest.inputs = { source: result.source, sha256: result.sha256, images: paths.length, classes: classNames.length, train: paths.length - nTest, test: nTest, skipped_folders: skipped }
   saveManifest(ctx)
+  for (const folder of skipped) ctx.warn(`images: skipped folder ${folder.path}: ${folder.reason}`)
   ctx.say(`images: ${paths.length.toLocaleString('en-US')} from ${result.source} (${classNames.length} classes; ${paths.length - nTest} train, ${nTest} test)`)
   return images
 }
@@ -79,4 +82,14 @@ export async function findBadImages(ctx: Context, images: Subset): Promise<BadIm
     { tables: { images: tableOf({ id: images.ids, path: images.paths }) } },
   )
   return result.bad
+}
+
+/**
+ * The key of a subset's images in cache keys: which files, and each file's
+ * size and modification time on the worker's machine, so that a file changed
+ * in place counts as a new image.
+ */
+export async function imagesKey(ctx: Context, images: Subset): Promise<string> {
+  const { result } = await ctx.worker.call('data.stat', {}, { tables: { images: tableOf({ id: images.ids, path: images.paths }) } })
+  return keyOf({ ids: Array.from(images.ids), paths: images.paths, files: result.sha256 }, 64)
 }

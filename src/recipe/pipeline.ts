@@ -2,12 +2,15 @@
 // evaluate. Every stage is skipped when its output exists under the same key.
 import { join } from 'node:path'
 import type { ModelSpec } from '../bridge/methods.js'
+import type { EvalPictures } from '../report/pictures.js'
 import type { Context } from '../run/context.js'
 import type { TrainSummary } from '../run/records.js'
+import { timeStage } from '../run/stage-times.js'
 import { clusterEmbeddings, resolveK, type Clustering } from './cluster.js'
 import { findBadImages, prepareImages, subset, type ImageList, type Subset } from './images.js'
 import { acceptBadImages, BadImagesError, embedImages } from './embed.js'
 import { evaluateModel, writeEval, evalPath, type ModelEval, type ModelUnderTest } from './evaluate.js'
+import { evaluationPictures } from './pictures.js'
 import { addVersus } from './versus.js'
 import { TEST, TRAIN } from './split.js'
 import { workerFilesExist, workerPath } from '../run/worker-files.js'
@@ -30,6 +33,7 @@ export interface PipelineResult {
   images: ImageList
   rounds: RoundResult[]
   evaluation: ModelEval[]
+  pictures: EvalPictures | null
 }
 
 export function initialModel(ctx: Context): ModelSpec {
@@ -46,6 +50,9 @@ async function checkPlan(ctx: Context, images: ImageList, until: PipelineOptions
   if (until === 'cluster') return
   const batch = ctx.config.train.batch_size
   if (nTrain < batch) throw new Error(`train.batch_size = ${batch}: the ${nTrain} training images cannot fill one batch; choose train.batch_size <= ${nTrain}`)
+  if (batch < model.min_train_batch) {
+    throw new Error(`train.batch_size = ${batch}: ${ctx.config.model.name} has BatchNorm layers, which need at least ${model.min_train_batch} images per step; choose train.batch_size >= ${model.min_train_batch}`)
+  }
   const a = ctx.config.train.augment
   if (a.crop_scale[0] === 1 && a.hflip_prob === 0 && a.randaug_ops === 0 && a.erasing_prob === 0) {
     // Measured on Fashion-MNIST with a frozen pretrained trunk: MAP@R 0.297 -> 0.094 (docs/compute-core.md).
@@ -71,24 +78,27 @@ export async function runPipeline(ctx: Context, opts: PipelineOptions): Promise<
   const rounds: RoundResult[] = []
   let model = initialModel(ctx)
   for (let round = 1; round <= ctx.config.rounds; round++) {
-    const embeddings = await embedImages(ctx, model, train, `train (round ${round})`).catch((e: unknown) => {
+    const embedStage = () => embedImages(ctx, model, train, `train (round ${round})`)
+    const embeddings = await timeStage(ctx, `embed.round-${round}`, embedStage, (e) => e.key).catch((e: unknown) => {
       throw e instanceof BadImagesError ? new BadImagesError([...e.bad, ...testBad]) : e
     })
     if (round === 1) acceptBadImages(ctx, testBad)
-    if (opts.until === 'embed') return { images, rounds, evaluation: [] }
-    const clustering = await clusterEmbeddings(ctx, embeddings, ctx.run.path(`round-${round}`, 'cluster'), images.classIds)
-    if (opts.until === 'cluster') return { images, rounds: [{ round, clustering, training: null, model }], evaluation: [] }
-    const training = await trainRound(ctx, { round, model, paths: images.paths, clustering, restart: opts.restart })
+    if (opts.until === 'embed') return { images, rounds, evaluation: [], pictures: null }
+    const clusterStage = () => clusterEmbeddings(ctx, embeddings, ctx.run.path(`round-${round}`, 'cluster'), images.classIds)
+    const clustering = await timeStage(ctx, `cluster.round-${round}`, clusterStage, (c) => c.summary.key)
+    if (opts.until === 'cluster') return { images, rounds: [{ round, clustering, training: null, model }], evaluation: [], pictures: null }
+    const trainStage = () => trainRound(ctx, { round, model, paths: images.paths, clustering, restart: opts.restart })
+    const training = await timeStage(ctx, `train.round-${round}`, trainStage, (t) => t.key)
     model = { ...model, weights: training.model }
     rounds.push({ round, clustering, training, model })
   }
-  if (opts.until === 'train') return { images, rounds, evaluation: [] }
-  const evaluation = await evaluateAll(ctx, images, rounds)
-  return { images, rounds, evaluation }
+  if (opts.until === 'train') return { images, rounds, evaluation: [], pictures: null }
+  const { evaluation, pictures } = await timeStage(ctx, 'eval', () => evaluateAll(ctx, images, rounds))
+  return { images, rounds, evaluation, pictures }
 }
 
-/** The models of a run, baselines first, under one protocol on the test split. */
-async function evaluateAll(ctx: Context, images: ImageList, rounds: RoundResult[]): Promise<ModelEval[]> {
+/** The models of a run, baselines first, under one protocol on the test split, and the report's pictures of the last. */
+async function evaluateAll(ctx: Context, images: ImageList, rounds: RoundResult[]): Promise<{ evaluation: ModelEval[]; pictures: EvalPictures | null }> {
   const test = testSplit(images)
   const models = await baselineModels(ctx, images)
   const baselines = models.length
@@ -98,7 +108,7 @@ async function evaluateAll(ctx: Context, images: ImageList, rounds: RoundResult[
   for (const model of models) results.push(await evaluateModel(ctx, model, test, { seed }))
   addVersus(results, baselines, { resamples: ctx.config.eval.bootstrap, seed })
   writeEval(evalPath(ctx), results)
-  return results
+  return { evaluation: results, pictures: await evaluationPictures(ctx, images, results, baselines, seed) }
 }
 
 /** The test split, which evaluation cannot do without. */

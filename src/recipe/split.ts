@@ -1,18 +1,10 @@
 // Train/test splits: by image (stratified by class), by class (disjoint
 // classes, as UNICOM's CUB protocol), or from a column of the input table.
 import type { Config } from '../config/schema.js'
-import { Xoshiro128ss } from '../eval/prng.js'
+import { shuffle, Xoshiro128ss } from '../eval/prng.js'
 
 export const TRAIN = 0
 export const TEST = 1
-
-function shuffle(items: number[], rng: Xoshiro128ss): number[] {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = rng.nextBelow(i + 1)
-    ;[items[i], items[j]] = [items[j]!, items[i]!]
-  }
-  return items
-}
 
 function membersByClass(classIds: Int32Array): Map<number, number[]> {
   const groups = new Map<number, number[]>()

@@ -14,7 +14,7 @@ import type { ModelSpec, WorkerMethods } from '../bridge/methods.js'
 import { oneCycle, type OneCycleSchedule } from '../schedule/onecycle.js'
 import { tableOf } from '../run/arrow.js'
 import { appendToFile, writeFileAtomic, writeJsonAtomic } from '../run/atomic.js'
-import { resolvePrecision, saveManifest, type Context } from '../run/context.js'
+import { resolvePrecision, type Context } from '../run/context.js'
 import { keyOf } from '../run/keys.js'
 import { Progress } from '../run/progress.js'
 import { readMetrics, type StepRecord, type TrainSummary } from '../run/records.js'
@@ -260,7 +260,7 @@ function epochMeans(records: StepRecord[], stepsPerEpoch: number, epochs: number
   return Array.from(sums, (s, e) => s / counts[e]!)
 }
 
-/** Has the worker write trained_model.pt and final_centroids.npy, then writes train.json and the manifest's stage record. */
+/** Has the worker write trained_model.pt and final_centroids.npy, then writes train.json. */
 async function exportModel(
   ctx: Context,
   training: RoundTraining,
@@ -286,7 +286,5 @@ async function exportModel(
     centroids: centroidsPath,
   }
   writeJsonAtomic(training.summaryPath, summary)
-  ctx.manifest.stages[`train.round-${round}`] = { key, finished: new Date().toISOString(), seconds: done.seconds }
-  saveManifest(ctx)
   return summary
 }

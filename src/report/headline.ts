@@ -18,17 +18,21 @@ export interface Verdict {
 
 const valueOf = (r: EvalRecord, metric: string): Interval | undefined => (metric === 'nmi' ? r.clustering.nmi : r.metrics[metric])
 
+/** Of the baselines `model` has paired differences against, the one with the highest estimate on `metric` ('nmi' or a retrieval metric). */
+export function strongestBaseline<T extends EvalRecord>(results: readonly T[], model: EvalRecord, metric: string): T | undefined {
+  return results
+    .filter((b) => valueOf(b, metric) && model.versus?.[b.name]?.[metric])
+    .sort((a, b) => valueOf(b, metric)!.estimate - valueOf(a, metric)!.estimate)[0]
+}
+
 /** The last model with paired differences, against the baseline with the highest estimate on each measure. */
 export function verdicts(results: readonly EvalRecord[]): { model: string; verdicts: Verdict[] } | null {
   const model = results.findLast((r) => r.versus)
   if (!model?.versus) return null
-  const baselines = results.filter((r) => r.name in model.versus!)
   const out: Verdict[] = []
   for (const metric of MEASURES) {
     const own = valueOf(model, metric)
-    const strongest = baselines
-      .filter((b) => valueOf(b, metric) && model.versus![b.name]![metric])
-      .sort((a, b) => valueOf(b, metric)!.estimate - valueOf(a, metric)!.estimate)[0]
+    const strongest = strongestBaseline(results, model, metric)
     if (!own || !strongest) continue
     const difference = model.versus[strongest.name]![metric]!
     const outcome = difference.lower > 0 ? 'better' : difference.upper < 0 ? 'worse' : 'tie'

@@ -16,6 +16,11 @@ const MAX_LINE_POINTS = 2000
 const MARKED_LINE_POINTS = 30
 const MAX_BINS = 40
 const MAX_K_TICKS = 12
+/** Thickness of one bar of categoryBars (with its share of the padding). */
+const CATEGORY_BAR = 12
+/** A map with more groups than this gets no legend (the colours repeat anyway). */
+const MAX_MAP_LEGEND = 20
+const MAP_HEIGHT = 480
 
 async function render(spec: TopLevelSpec): Promise<string> {
   // Warnings (compile and runtime) go to console.warn: they mean a spec bug.
@@ -488,6 +493,95 @@ export async function sizeDistributions(rows: readonly SizeCountAtK[], opts: Siz
         axis: { format: '~%' },
       },
       color: { field: 'k', type: 'nominal', sort: names, legend: { title: null, labelLimit: 320 } },
+    },
+  })
+}
+
+// --------------------------------------------------------------- categoryBars
+
+export interface CategoryValue {
+  category: string
+  series: string
+  value: number
+}
+
+export interface CategoryBarsOptions {
+  title: string
+  xTitle: string
+  /** What the caller left out or chose (e.g. "the 40 lowest of 100 classes"), as subtitle lines. */
+  notes?: readonly string[]
+}
+
+/** Horizontal bars of a value per category, a row per category in the order given, a colour per series. */
+export async function categoryBars(rows: readonly CategoryValue[], opts: CategoryBarsOptions): Promise<string> {
+  requireRows('categoryBars', rows, 'rows')
+  const seen = new Set<string>()
+  for (const r of rows) {
+    const key = JSON.stringify([r.category, r.series])
+    if (seen.has(key)) throw new Error(`categoryBars: "${r.series}" appears twice for "${r.category}"`)
+    seen.add(key)
+  }
+  const bars = rows.filter((r) => Number.isFinite(r.value))
+  if (bars.length === 0) throw new Error('categoryBars: no finite values to plot')
+  const notes = [...(opts.notes ?? [])]
+  if (bars.length < rows.length) notes.push(`${plural(rows.length - bars.length, 'non-finite value')} dropped.`)
+  const series = orderOf(bars, (r) => r.series)
+  return render({
+    ...frame(opts.title, notes),
+    // With an offset channel the step is one bar's: the chart grows with the categories.
+    height: { step: CATEGORY_BAR },
+    data: { values: bars.map((r) => ({ ...r })) },
+    mark: 'bar',
+    encoding: {
+      y: { field: 'category', type: 'nominal', sort: orderOf(bars, (r) => r.category), title: null, axis: { labelLimit: 240 } },
+      yOffset: { field: 'series', type: 'nominal', sort: series },
+      x: { field: 'value', type: 'quantitative', title: opts.xTitle },
+      color: { field: 'series', type: 'nominal', sort: series, legend: { title: null, orient: 'bottom' } },
+    },
+  })
+}
+
+// --------------------------------------------------------------- embeddingMap
+
+export interface MapPoint {
+  x: number
+  y: number
+  /** The colour's meaning: a class name. */
+  group: string
+}
+
+export interface EmbeddingMapOptions {
+  title: string
+}
+
+/** A scatter of 2-D map coordinates coloured by group; no axes, since a t-SNE map's axes have no units. */
+export async function embeddingMap(points: readonly MapPoint[], opts: EmbeddingMapOptions): Promise<string> {
+  requireRows('embeddingMap', points, 'points')
+  const kept = points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y))
+  if (kept.length === 0) throw new Error('embeddingMap: no finite points to plot')
+  // The legend in name order; the points in the order given, so that no group is drawn over all the others.
+  const groups = [...new Set(kept.map((p) => p.group))].sort()
+  const notes: string[] = []
+  if (kept.length < points.length) notes.push(`${plural(points.length - kept.length, 'non-finite point')} dropped.`)
+  const legend = groups.length <= MAX_MAP_LEGEND
+  if (!legend) notes.push(`${plural(groups.length, 'class', 'classes')}: colours repeat, no legend.`)
+  const axis = { field: '', type: 'quantitative' as const, axis: null, scale: { zero: false } }
+  return render({
+    ...frame(opts.title, notes),
+    height: MAP_HEIGHT,
+    data: { values: kept.map((p) => ({ ...p })) },
+    // No per-point aria labels: they would be most of the file.
+    mark: { type: 'circle', size: 14, opacity: 0.75, aria: false },
+    encoding: {
+      x: { ...axis, field: 'x' },
+      y: { ...axis, field: 'y' },
+      color: {
+        field: 'group',
+        type: 'nominal',
+        sort: groups,
+        scale: { scheme: groups.length <= 10 ? 'tableau10' : 'tableau20' },
+        legend: legend ? { title: null } : null,
+      },
     },
   })
 }

@@ -1,17 +1,20 @@
-// report.md and its SVG plots for a run: what a user looks at first.
+// report.md, its charts and pictures for a run: what a user looks at first.
 import { join, relative } from 'node:path'
 import { writeFileAtomic } from '../run/atomic.js'
 import type { Context } from '../run/context.js'
 import { readMetrics, type ClusterSummary, type EvalRecord, type TrainSummary } from '../run/records.js'
+import type { StageRecord } from '../run/run-dir.js'
 import { headline } from './headline.js'
 import { HEADLINE } from './names.js'
+import { picturesSection, type EvalPictures } from './pictures.js'
 import { histogram, lossCurves, metricBars } from './plots.js'
 import { formatInterval, markdownTable, textTable, type Column } from './table.js'
 
-/** What a run's report shows: its rounds and its evaluation (recipe/pipeline.ts's PipelineResult is one). */
+/** What a run's report shows: its rounds, its evaluation and its pictures (recipe/pipeline.ts's PipelineResult is one). */
 export interface RunResult {
   rounds: ReadonlyArray<{ round: number; clustering: { summary: ClusterSummary }; training: TrainSummary | null }>
   evaluation: readonly EvalRecord[]
+  pictures: EvalPictures | null
 }
 
 interface Row {
@@ -55,6 +58,24 @@ function versusRows(results: readonly EvalRecord[]): { columns: Column<Row>[]; r
   return { columns, rows }
 }
 
+/** The manifest's stages in the order they were first recorded: when each started and how long it took. */
+export function stageTable(stages: Readonly<Record<string, StageRecord>>): string {
+  const time = (iso: string | undefined) => (iso ? `${iso.slice(0, 19).replace('T', ' ')} UTC` : '')
+  const rows = Object.entries(stages).map(([stage, r]) => ({
+    stage,
+    started: time(r.started),
+    finished: time(r.finished),
+    seconds: r.seconds.toLocaleString('en-US', { minimumFractionDigits: 1, maximumFractionDigits: 1 }),
+  }))
+  const columns: Column<(typeof rows)[number]>[] = [
+    { key: 'stage', title: 'stage' },
+    { key: 'started', title: 'started' },
+    { key: 'finished', title: 'finished' },
+    { key: 'seconds', title: 'seconds', align: 'right' },
+  ]
+  return markdownTable(columns, rows)
+}
+
 export function evalTextTable(results: readonly EvalRecord[]): string {
   const { columns, rows } = evalRows(results)
   return textTable(columns, rows)
@@ -62,7 +83,7 @@ export function evalTextTable(results: readonly EvalRecord[]): string {
 
 export async function writeReport(ctx: Context, result: RunResult): Promise<string> {
   const dir = ctx.run.path('report')
-  const svg = (name: string, content: string) => {
+  const save = (name: string, content: string | Uint8Array) => {
     writeFileAtomic(join(dir, name), content)
     return name
   }
@@ -95,8 +116,9 @@ export async function writeReport(ctx: Context, result: RunResult): Promise<stri
       ...HEADLINE.filter(([key]) => key === 'recall@1' || key === 'map@r').map(([key, title]) => ({ group: title, series: r.name, ...r.metrics[key]! })),
       { group: `NMI (k=${r.clustering.k})`, series: r.name, ...r.clustering.nmi },
     ])
-    lines.push(`![metrics](${svg('metrics.svg', await metricBars(bars, { title: 'Recall@1, MAP@R and NMI per model', yTitle: 'value' }))})`, '')
+    lines.push(`![metrics](${save('metrics.svg', await metricBars(bars, { title: 'Recall@1, MAP@R and NMI per model', yTitle: 'value' }))})`, '')
   }
+  if (result.pictures) lines.push(...(await picturesSection(result.pictures, save)))
 
   const metrics = readMetrics(ctx.run.path('metrics.jsonl'))
   if (metrics.length > 0) {
@@ -107,7 +129,7 @@ export async function writeReport(ctx: Context, result: RunResult): Promise<stri
         return { name: `round ${r.round}`, step: own.map((m) => m.step), value: own.map(pick) }
       })
     lines.push('## Training', '')
-    lines.push(`![loss](${svg('loss.svg', await lossCurves(series((m) => m.loss), { title: 'Training loss per step', yTitle: 'loss' }))})`, '')
+    lines.push(`![loss](${save('loss.svg', await lossCurves(series((m) => m.loss), { title: 'Training loss per step', yTitle: 'loss' }))})`, '')
     const lr = rounds.length > 0 ? rounds[rounds.length - 1]! : undefined
     if (lr) {
       const own = metrics.filter((m) => m.round === lr.round)
@@ -115,7 +137,7 @@ export async function writeReport(ctx: Context, result: RunResult): Promise<stri
         { name: 'backbone lr', step: own.map((m) => m.step), value: own.map((m) => m.lr[0]) },
         { name: 'head lr', step: own.map((m) => m.step), value: own.map((m) => m.lr[1]) },
       ]
-      lines.push(`![lr](${svg('lr.svg', await lossCurves(lrSeries, { title: `Learning rate per step (OneCycle, round ${lr.round})`, yTitle: 'learning rate', logY: true }))})`, '')
+      lines.push(`![lr](${save('lr.svg', await lossCurves(lrSeries, { title: `Learning rate per step (OneCycle, round ${lr.round})`, yTitle: 'learning rate', logY: true }))})`, '')
     }
     const epochRows = rounds.map((r) => ({
       round: `round ${r.round}`,
@@ -152,12 +174,22 @@ export async function writeReport(ctx: Context, result: RunResult): Promise<stri
       )
       for (const warning of s.warnings) lines.push(`> ${warning}`, '')
       const chart = await histogram(s.sizes.histogram, { title: `Cluster sizes, round ${r.round} (K=${s.k})`, xTitle: 'images in the cluster', yTitle: 'clusters' })
-      lines.push(`![cluster sizes round ${r.round}](${svg(`cluster-sizes-round-${r.round}.svg`, chart)})`, '')
+      lines.push(`![cluster sizes round ${r.round}](${save(`cluster-sizes-round-${r.round}.svg`, chart)})`, '')
     }
   }
 
   if (ctx.manifest.skipped_images.length > 0) {
     lines.push('## Skipped images', '', ...ctx.manifest.skipped_images.map((b) => `- \`${b.path}\`: ${b.reason}`), '')
+  }
+  if (Object.keys(ctx.manifest.stages).length > 0) {
+    lines.push(
+      '## Time per stage',
+      '',
+      "Wall-clock time of each stage as manifest.json records it. A stage that found its output made earlier under the same key keeps the time of the session that made it.",
+      '',
+      stageTable(ctx.manifest.stages),
+      '',
+    )
   }
   lines.push('## Files', '', `Everything this run made is under \`${relative(process.cwd(), ctx.run.root) || '.'}\`; see \`manifest.json\` for the config, versions, seeds and timings.`, '')
   const path = join(dir, 'report.md')

@@ -1,5 +1,5 @@
 // A run directory: everything one run made, its manifest and its lock.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync, type Stats } from 'node:fs'
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statfsSync, statSync, truncateSync, utimesSync, writeFileSync, type Stats } from 'node:fs'
 import { hostname } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { writeJsonAtomic } from './atomic.js'
@@ -23,8 +23,56 @@ function alive(pid: number): boolean {
   }
 }
 
+// Filesystems that are views of the kernel, not storage, by their statfs magic number.
+const KERNEL_FILESYSTEMS: Record<number, string> = { 0x9fa0: 'procfs', 0x62656572: 'sysfs', 0x63677270: 'cgroup2' }
+
+function cannotWrite(e: unknown, folder: string): string {
+  switch ((e as NodeJS.ErrnoException).code) {
+    case 'EROFS':
+      return `${folder} is on a read-only filesystem`
+    case 'EACCES':
+    case 'EPERM':
+      return `no permission to write in ${folder}`
+    default:
+      return `${folder}: ${(e as Error).message}`
+  }
+}
+
+/**
+ * Makes `dir` and its missing parents, and returns the outermost one made (as
+ * mkdirSync's recursive mode does). Unlike that mode it fails at once, with
+ * the reason: under /proc Node's recursive mkdir loops for ever (ENOENT for a
+ * parent that exists), and on a read-only filesystem it reports ENOENT.
+ */
+function makeDirectory(dir: string): string | undefined {
+  const missing: string[] = []
+  let existing = dir
+  for (; !existsSync(existing); existing = dirname(existing)) missing.unshift(existing)
+  const cannot = `cannot create the run directory ${dir}`
+  if (!statSync(existing).isDirectory()) throw new Error(`${cannot}: ${existing} is a file, not a folder`)
+  const kernel = KERNEL_FILESYSTEMS[statfsSync(existing).type]
+  if (kernel) throw new Error(`${cannot}: ${existing} is on ${kernel}, a view of the kernel that holds no files; choose another runs_dir or --run-dir`)
+  try {
+    accessSync(existing, constants.W_OK)
+  } catch (e) {
+    throw new Error(`${cannot}: ${cannotWrite(e, existing)}`)
+  }
+  for (const folder of missing) {
+    try {
+      mkdirSync(folder)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`${cannot}: ${cannotWrite(e, dirname(folder))}`) // EEXIST: made by a run beside this one
+    }
+  }
+  return missing[0]
+}
+
+/** When a stage last made its output (run/stage-times.ts). */
 export interface StageRecord {
-  key: string
+  /** The key of its output, for stages whose output is kept and reused. */
+  key?: string
+  /** Absent in runs made before nfhm recorded it. */
+  started?: string
   finished: string
   seconds: number
   [more: string]: unknown
@@ -60,7 +108,7 @@ export class RunDir {
 
   /** Refuses a second live run in the same directory; a dead run's lock is taken over. */
   lock(): void {
-    this.created = mkdirSync(this.root, { recursive: true })
+    this.created = makeDirectory(this.root)
     const file = this.path('run.lock')
     const mine: LockInfo = { pid: process.pid, host: hostname(), started: new Date().toISOString() }
     for (let attempt = 0; attempt < 2; attempt++) {

@@ -23,13 +23,23 @@ export interface SessionOptions {
   resume?: boolean
 }
 
+/** A file a tcp worker's settings name (its token, its certificate), or an error naming the setting. */
+function readSetting(field: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (e) {
+    throw new Error(`worker.${field}: cannot read ${path}: ${(e as Error).message}`)
+  }
+}
+
 export function workerSpec(config: Config): WorkerSpec {
   const w = config.worker
   if (w.transport === 'tcp') {
     const [host, port] = w.address!.replace('tcp://', '').split(':')
-    const token = w.token_file ? readFileSync(w.token_file, 'utf8').trim() : (process.env.NFHM_TOKEN ?? '')
+    const token = w.token_file ? readSetting('token_file', w.token_file).trim() : (process.env.NFHM_TOKEN ?? '')
     if (!token) throw new Error('worker.token_file (or NFHM_TOKEN) is needed for a tcp worker')
-    return { transport: 'tcp', host: host!, port: Number(port), token }
+    const ca = w.tls_ca === undefined ? undefined : readSetting('tls_ca', w.tls_ca)
+    return { transport: 'tcp', host: host!, port: Number(port), token, ca }
   }
   // Under torchrun rank 0 speaks over stdio, whichever local transport is configured.
   if (w.distributed) return { transport: 'stdio', python: w.python ?? undefined, torchrun: w.distributed }

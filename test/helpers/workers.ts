@@ -41,6 +41,8 @@ export interface TcpServer {
   host: string
   port: number
   token: string
+  /** The certificate a client trusts, for a server started with --tls-cert (PEM). */
+  ca?: string
   process: ResultPromise
   stop(): Promise<void>
 }
@@ -49,7 +51,7 @@ export interface TcpServer {
 export async function startTcpServer(env: Record<string, string> = conformanceEnv, listen = 0, token?: string, args: string[] = []): Promise<TcpServer> {
   const dir = mkdtempSync(join(tmpdir(), 'nfhm-server-'))
   token ??= `token-${Math.random().toString(36).slice(2)}`
-  writeFileSync(join(dir, 'token'), token)
+  writeFileSync(join(dir, 'token'), token, { mode: 0o600 }) // the server refuses a token others can read
   const proc = execa(pythonInterpreter(), ['-m', 'nfhm.rpc.serve', '--listen', `127.0.0.1:${listen}`, '--token-file', join(dir, 'token'), ...args], {
     env: workerEnv(env),
     extendEnv: false,
@@ -89,7 +91,7 @@ export async function openConformanceWorker<M extends MethodTable = typeof confo
 ) {
   const spec: WorkerSpec =
     transport === 'tcp'
-      ? { transport, host: server!.host, port: server!.port, token: server!.token }
+      ? { transport, host: server!.host, port: server!.port, token: server!.token, ca: server!.ca }
       : { transport, env: conformanceEnv }
   return openWorker(spec, methods)
 }

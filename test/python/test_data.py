@@ -39,7 +39,8 @@ def test_csv_joins_relative_paths_to_image_root_and_keeps_absolute_ones(tmp_path
     )
     result, tables = scan(table=table, image_root="/data/root", path_column="file", label_column="species", split_column="split")
     images = tables["images"]
-    assert result == {"rows": 3, "source": table, "sha256": hashlib.sha256((tmp_path / "images.csv").read_bytes()).hexdigest()}
+    sha256 = hashlib.sha256((tmp_path / "images.csv").read_bytes()).hexdigest()
+    assert result == {"rows": 3, "source": table, "sha256": sha256, "skipped_folders": []}
     assert images.schema.field("path").type == pa.string()
     assert images.to_pylist() == [
         {"path": "/data/root/img/a.jpg", "label": "3", "split": "train"},
@@ -163,6 +164,26 @@ def test_folder_tree_labels_come_from_sub_folders_sorted(tmp_path):
     assert scan(folder=str(tmp_path))[0]["sha256"] == result["sha256"]
     (tmp_path / "b/3.png").write_bytes(b"new")
     assert scan(folder=str(tmp_path))[0]["sha256"] != result["sha256"]
+
+
+def test_folder_tree_links_are_followed_into_each_real_folder_once(tmp_path):
+    tree, outside = tmp_path / "tree", tmp_path / "outside"
+    for folder, n in [(tree / "cat", 20), (tree / "dog", 20), (tree / "eel" / "young", 10), (outside, 10)]:
+        folder.mkdir(parents=True)
+        for i in range(n):
+            (folder / f"{i}.png").write_bytes(b"x")
+    (tree / "eel" / "old").symlink_to(outside)  # a class kept on another disk: followed
+    (tree / "cat" / "again").symlink_to(tree)  # two loops: each would list the tree again, without end
+    (tree / "dog" / "back").symlink_to(tree / "dog")
+    (tree / "fish").symlink_to(tree / "eel" / "young")  # a second path to one folder
+    result, tables = scan(folder=str(tree))
+    labels = tables["images"]["label"].to_pylist()
+    assert result["rows"] == 60 and {label: labels.count(label) for label in set(labels)} == {"cat": 20, "dog": 20, "eel": 20}
+    assert result["skipped_folders"] == [
+        {"path": str(tree / "cat" / "again"), "reason": f"a link back to {tree}, which contains it (a loop); not followed"},
+        {"path": str(tree / "dog" / "back"), "reason": f"a link back to {tree / 'dog'}, which contains it (a loop); not followed"},
+        {"path": str(tree / "fish"), "reason": f"the same folder as {tree / 'eel' / 'young'}, whose images are listed once, there"},
+    ]
 
 
 def test_folder_errors(tmp_path):

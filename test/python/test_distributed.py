@@ -28,13 +28,18 @@ from nfhm.core.table_files import read_table_file, write_table_file
 from nfhm.methods.state import WorkerState
 from nfhm.rpc import torchrun
 from nfhm.rpc.registry import Registry
+from float32 import assert_float32_close
 from ports import free_port
 from synthetic_images import make_images
 from worker_calls import call
 
 WORLD = 2
 IMAGES = 64
-TOLERANCE = dict(rtol=1e-5, atol=1e-5)
+# One process and two do the same float32 sums in another order (the batch split over the ranks,
+# BatchNorm's statistics and the gradients all-reduced): a sum of n terms reordered may differ by
+# (n - 1) float32 roundings of its largest magnitude (Higham's worst case), n = 16 here (the global
+# batch); training carries such differences from step to step. K allows that four times over.
+K = 64
 MODEL = {"loader": "nfhm.core.model:load", "name": "ViT-T/4@28px", "weights": None, "image_size": None, "embedding_size": None}
 TRAIN = {
     "model": MODEL,
@@ -205,13 +210,13 @@ def test_global_batchnorm_equals_batchnorm_over_the_whole_batch(run: dict[str, A
     expected = batchnorm_steps(nn.Sequential(nn.BatchNorm1d(5, eps=2e-5)), slice(0, 12))
     parts = [r["batchnorm"] for r in run["ranks"]]
     for name in ("y0", "dx0", "y1", "dx1", "eval"):
-        torch.testing.assert_close(torch.cat([p[name] for p in parts]), expected[name], **TOLERANCE)
+        assert_float32_close(torch.cat([p[name] for p in parts]), expected[name], K, name)
     for name in ("0.running_mean", "0.running_var", "0.num_batches_tracked"):
         for part in parts:
-            torch.testing.assert_close(part[name], expected[name], **TOLERANCE)
+            assert_float32_close(part[name], expected[name], K, name)
     # Each rank holds the gradient of its own rows' loss; DDP sums (averages) them.
     for name in ("dweight", "dbias"):
-        torch.testing.assert_close(sum(p[name] for p in parts), expected[name], **TOLERANCE)
+        assert_float32_close(sum(p[name] for p in parts), expected[name], K, name)
 
 
 def test_fp16_overflow_on_one_rank_skips_the_step_on_every_rank(run: dict[str, Any]) -> None:
@@ -227,17 +232,18 @@ def test_embedding_and_search_split_over_ranks_match_one_process(run: dict[str, 
     one, two = read_table_file(embed["out"]), read_table_file(str(run["folder"] / "two.arrow"))
     assert two["id"].to_pylist() == one["id"].to_pylist()
     vectors = [np.stack(t["embedding"].to_numpy(zero_copy_only=False)) for t in (one, two)]
-    np.testing.assert_allclose(vectors[1], vectors[0], **TOLERANCE)
+    assert_float32_close(vectors[1], vectors[0], K, "embeddings")
 
     knn = {"query_shards": [embed["out"]], "gallery_shards": None, "k": 5, "exclude_self": True}
     _, tables = call("search.knn", knn, {})
     mine, theirs = tables["neighbors"], run["ranks"][0]["neighbors"]
     assert theirs.column("query_id").to_pylist() == mine.column("query_id").to_pylist()
     assert theirs.column("ids").to_pylist() == mine.column("ids").to_pylist()
-    np.testing.assert_allclose(
+    assert_float32_close(
         np.stack(theirs["similarities"].to_numpy(zero_copy_only=False)),
         np.stack(mine["similarities"].to_numpy(zero_copy_only=False)),
-        **TOLERANCE,
+        K,
+        "similarities",
     )
 
 
@@ -257,9 +263,13 @@ def one_process_training(
 def assert_same_weights(model: Path, centres: Path, other_model: Path, other_centres: Path) -> None:
     mine, theirs = torch.load(model, weights_only=True), torch.load(other_model, weights_only=True)
     assert mine.keys() == theirs.keys()
-    for name in mine:
-        torch.testing.assert_close(theirs[name].float(), mine[name].float(), **TOLERANCE, msg=name)
-    np.testing.assert_allclose(np.load(other_centres), np.load(centres), **TOLERANCE)
+    # At the scale of the whole model: a tensor that is itself rounding noise (a BatchNorm's running
+    # mean behind a layer without bias) differs by many times its own size.
+    floats = [name for name in mine if mine[name].is_floating_point()]
+    flat = [torch.cat([state[name].double().flatten() for name in floats]) for state in (theirs, mine)]
+    assert_float32_close(flat[0], flat[1], K, "weights")
+    assert all(torch.equal(theirs[name], mine[name]) for name in mine if name not in floats)
+    assert_float32_close(np.load(other_centres), np.load(centres), K, "centroids")
 
 
 def test_failures_are_answered_by_rank_0_and_the_ranks_go_on(run: dict[str, Any]) -> None:
@@ -275,7 +285,7 @@ def test_two_ranks_train_as_one_process_and_resume_their_own_checkpoint(run: dic
     leader = run["ranks"][0]
     assert leader["start"]["start_step"] == 0 and leader["resumed"]["start_step"] == 3
     assert leader["start"]["parameters"]["head"] == TRAIN["num_classes"] * 32  # the whole class matrix
-    np.testing.assert_allclose(leader["losses"], losses, **TOLERANCE)
+    assert_float32_close(leader["losses"], losses, K, "losses")
     assert_same_weights(model, centres, run["folder"] / "two-model.pt", run["folder"] / "two-centres.npy")
     assert np.load(run["folder"] / "two-centres.npy").shape == (TRAIN["num_classes"], 32)
 
@@ -286,11 +296,11 @@ def test_a_checkpoint_of_two_ranks_continues_in_one_process(run: dict[str, Any],
     resumed, resumed_model, resumed_centres = one_process_training(
         run["table"], tmp_path, str(run["folder"] / "two-ranks.pt"), calls=1
     )
-    np.testing.assert_allclose(resumed, full[3:], **TOLERANCE)
+    assert_float32_close(resumed, full[3:], K, "losses")
     assert_same_weights(model, centres, resumed_model, resumed_centres)
 
 
 def test_two_ranks_train_a_partly_frozen_model_with_its_cache_as_one_process(run: dict[str, Any], tmp_path: Path) -> None:
     losses, model, centres = one_process_training(run["table"], tmp_path, None, calls=2, params=FROZEN)
-    np.testing.assert_allclose(run["ranks"][0]["frozen_losses"], losses, **TOLERANCE)
+    assert_float32_close(run["ranks"][0]["frozen_losses"], losses, K, "losses")
     assert_same_weights(model, centres, run["folder"] / "frozen-model.pt", run["folder"] / "frozen-centres.npy")

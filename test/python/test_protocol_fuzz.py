@@ -1,5 +1,6 @@
-"""The worker's message reader against arbitrary bytes (hypothesis): every input is answered
-with well-formed replies or ends the session; nothing raises out of the server loop or hangs."""
+"""The worker's message reader and token check against arbitrary bytes (hypothesis): every input
+is answered with well-formed replies or ends the session; nothing raises out of the server loop
+or hangs, and no first line without the token is admitted."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import json
 import struct
 
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nfhm.methods.state import WorkerState
 from nfhm.rpc import wire
 from nfhm.rpc.registry import Registry
-from nfhm.rpc.serve import Disconnected, authenticate, read_message, serve_stream
+from nfhm.rpc.lobby import answer
+from nfhm.rpc.serve import Disconnected, read_message, serve_stream
 
 MAX_FRAME = 1 << 16
 FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
@@ -53,7 +56,15 @@ lines = st.one_of(
     headers.map(lambda h: json.dumps(h).encode() + b"\n"),
     st.binary(max_size=60).map(lambda b: b + b"\n"),
     st.integers(1, 5000).map(lambda n: b"[" * n + b"\n"),
-    st.sampled_from([b'{"$int": "12x"}\n', b'{"$float": null}\n', b'{"$int": "' + b"9" * 5000 + b'"}\n', b"\xff\xfe\n"]),
+    st.sampled_from(
+        [
+            b'{"$int": "12x"}\n',
+            b'{"$float": null}\n',
+            b'{"$int": "' + b"9" * 5000 + b'"}\n',
+            b"\xff\xfe\n",
+            b'{"auth": "\\ud800"}\n',
+        ]
+    ),
 )
 streams = st.lists(st.one_of(lines, frames), max_size=6).map(b"".join) | st.binary(max_size=300)
 
@@ -80,18 +91,19 @@ def test_serve_stream_answers_or_returns_on_any_bytes(data):
             assert isinstance(reply["error"]["message"], str)
 
 
-class FakeConnection:
-    def settimeout(self, seconds):
-        pass
-
-
 @FUZZ
 @given(streams)
-def test_authentication_refuses_any_bytes_without_the_token(data):
-    out = io.BytesIO()
-    assert authenticate(FakeConnection(), io.BytesIO(data), out, b"the-token") is False
-    [reply] = replies(out.getvalue())
+def test_authentication_refuses_any_first_line_without_the_token(data):
+    first_line = data.partition(b"\n")[0] + b"\n"
+    [reply] = replies(wire.control_line(answer(first_line, b"the-token"), []))
     assert reply["ok"] is False and "authentication failed" in reply["error"]["message"]
+
+
+def test_authentication_admits_the_token_alone():
+    assert answer(b'{"id": 0, "auth": "the-token"}\n', b"the-token") == {"id": 0, "ok": True}
+    listed = answer(b'{"id": 0, "auth": "the-token", "tables": ["t"]}\n', b"the-token")
+    assert listed["ok"] is False
+    assert answer(b'{"auth": "\\ud800"}\n', b"the-token")["ok"] is False  # a lone surrogate cannot be UTF-8
 
 
 @FUZZ
@@ -101,3 +113,14 @@ def test_loads_gives_a_value_or_a_protocol_error(text):
         wire.loads(text)
     except wire.ProtocolError:
         pass
+
+
+def test_frames_within_the_limit_one_by_one_but_over_it_together_are_refused():
+    frame = frame_bytes(pa.table({"x": list(range(100))}))
+    size = len(frame) - wire.FRAME_HEADER.size
+    stream = io.BytesIO(json.dumps({"id": 1, "method": "echo", "tables": ["a", "b"]}).encode() + b"\n" + frame + frame)
+    limit = 2 * size - 1
+    with pytest.raises(wire.ProtocolError, match=rf"^frames of {2 * size} bytes in one message exceed the limit of {limit} bytes"):
+        read_message(stream, max_frame=limit)
+    _, tables = read_message(io.BytesIO(stream.getvalue()), max_frame=2 * size)
+    assert list(tables) == ["a", "b"]

@@ -165,20 +165,60 @@ def scan_table(
     return pa.table(out, schema=IMAGES_SCHEMA)
 
 
-def scan_folder(folder: str) -> tuple[pa.Table, str]:
-    """The `images` table of a tree with one sub-folder per class (label = top sub-folder), and
-    the sha256 of its sorted listing (relative path and size of each image)."""
+def _class_tree(root: str) -> tuple[list[list[str]], list[dict[str, str]]]:
+    """The image files under `root` (relative paths, split into components), following links to
+    folders, and the links not followed (path, reason). Each real folder is entered once: a link
+    back to a folder that contains it (a loop) would list its images again and again, and a
+    second path to one folder would list them twice. The tree's own folders are walked before
+    any link, so a folder's images keep the class of their real path."""
+    seen: dict[tuple[int, int], str] = {}
+    skipped: list[dict[str, str]] = []
+    found: list[list[str]] = []
+
+    def first_visit(path: str) -> bool:
+        first = seen.setdefault(_identity(path), path)
+        if first == path:
+            return True
+        if (path + os.sep).startswith(first.rstrip(os.sep) + os.sep):
+            skipped.append({"path": path, "reason": f"a link back to {first}, which contains it (a loop); not followed"})
+        else:
+            skipped.append({"path": path, "reason": f"the same folder as {first}, whose images are listed once, there"})
+        return False
+
+    tops = [root]
+    while tops:
+        links = []
+        for top in tops:
+            if not first_visit(top):
+                continue
+            for directory, subdirs, files in os.walk(top):
+                names = sorted(d for d in subdirs if not d.startswith("."))
+                paths = [os.path.join(directory, d) for d in names]
+                links.extend(p for p in paths if os.path.islink(p))  # walked in the next round
+                # A bind mount can repeat a folder without any link.
+                subdirs[:] = [d for d, p in zip(names, paths) if not os.path.islink(p) and first_visit(p)]
+                relative = os.path.relpath(directory, root)
+                parts = [] if relative == "." else relative.split(os.sep)
+                found.extend(
+                    [*parts, f] for f in files if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+                )
+        tops = sorted(links)
+    return found, skipped
+
+
+def _identity(path: str) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
+def scan_folder(folder: str) -> tuple[pa.Table, str, list[dict[str, str]]]:
+    """The `images` table of a tree with one sub-folder per class (label = top sub-folder), the
+    sha256 of its sorted listing (relative path and size of each image), and the folders skipped
+    as loops or repeats (path, reason)."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"image folder {folder} not found")
     root = os.path.abspath(folder)
-    found: list[list[str]] = []  # relative paths, split into components
-    for directory, subdirs, files in os.walk(root, followlinks=True):
-        subdirs[:] = [d for d in subdirs if not d.startswith(".")]
-        relative = os.path.relpath(directory, root)
-        parts = [] if relative == "." else relative.split(os.sep)
-        found.extend(
-            [*parts, f] for f in files if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
-        )
+    found, skipped = _class_tree(root)
     loose = sorted(parts[0] for parts in found if len(parts) == 1)
     if loose:
         raise ValueError(
@@ -194,4 +234,4 @@ def scan_folder(folder: str) -> tuple[pa.Table, str]:
         paths.append(os.path.join(root, *parts))
         digest.update(f"{'/'.join(parts)}\t{os.path.getsize(paths[-1])}\n".encode())
     table = pa.table({"path": paths, "label": [p[0] for p in found], "split": [None] * len(found)}, schema=IMAGES_SCHEMA)
-    return table, digest.hexdigest()
+    return table, digest.hexdigest(), skipped

@@ -31,6 +31,7 @@ class Column:
     name: str
     type: str  # "int32", "utf8", "fixed_size_list<float32>", ...
     required: bool  # False: the column may be absent
+    worker_path: bool  # its values are paths on the worker's machine (nfhm/rpc/confinement.py)
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def load_contract(path: str) -> Contract:
         for name, entry in raw["methods"].items()
     }
     layouts = {
-        name: tuple(Column(c["name"], c["type"], c["required"]) for c in layout["columns"])
+        name: tuple(Column(c["name"], c["type"], c["required"], c["workerPath"]) for c in layout["columns"])
         for name, layout in raw["tables"].items()
     }
     return Contract(path, raw["sha256"], methods, layouts)

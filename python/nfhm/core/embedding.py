@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .images import ImageDataset, collate_images
-from .lifetime import die_with_worker
+from .lifetime import die_with_this_process
 from .model_spec import LoadedModel
 from .precision import Precision
 from .threads import cores_shared
@@ -26,7 +26,7 @@ def embed_images(
         num_workers=loader_workers,
         pin_memory=cuda,
         collate_fn=collate_images,
-        worker_init_fn=die_with_worker,
+        worker_init_fn=die_with_this_process(),
     )
     vectors = np.zeros((len(paths), loaded.embedding_size), np.float32)
     good = np.zeros(len(paths), bool)

@@ -12,7 +12,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from .images import BadImage, ImageDataset, UnreadableImage, open_rgb
-from .lifetime import die_with_worker
+from .lifetime import die_with_this_process
 from .transforms import TrainTransform
 
 # Decode every training image once when they fit in this much memory (small images):
@@ -56,7 +56,7 @@ def decode_all(paths: list[str], workers: int) -> list[np.ndarray] | None:
         batch_size=256,
         num_workers=workers,
         collate_fn=_as_list,
-        worker_init_fn=die_with_worker,
+        worker_init_fn=die_with_this_process(),
     )
     images: list[np.ndarray] = []
     for batch in decoded:

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 
 from . import plugins
 from .freeze import FrozenCache
-from .lifetime import die_with_worker
+from .lifetime import die_with_this_process
 from .precision import Precision
 from .train_images import TrainImages
 from .world import World
@@ -100,7 +100,7 @@ class Session:
             batch_sampler=batches,
             num_workers=self.loader_workers,
             pin_memory=self.device.type == "cuda",
-            worker_init_fn=die_with_worker,
+            worker_init_fn=die_with_this_process(),
         )
 
     def epoch_batches(self, epoch: int, first_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

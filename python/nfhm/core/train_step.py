@@ -86,6 +86,11 @@ def _has_batchnorm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
+def min_train_batch(model: nn.Module) -> int:
+    """The smallest batch `model` trains on: MIN_BATCHNORM_BATCH if it has BatchNorm layers."""
+    return MIN_BATCHNORM_BATCH if _has_batchnorm(model) else 1
+
+
 class NonFiniteLoss(FloatingPointError):
     """The loss is NaN or infinite; the step was not applied."""
 
@@ -119,8 +124,8 @@ def train_step(
     batch = batchnorm_batch or images.shape[0]
     if backbone.training and batch < MIN_BATCHNORM_BATCH and _has_batchnorm(backbone):
         raise ValueError(
-            f"batch of {batch} is too small for the BatchNorm head "
-            f"(>= {MIN_BATCHNORM_BATCH}; use drop_last=True and a larger batch)"
+            f"batch of {batch} is too small for the BatchNorm head: it needs at least "
+            f"{MIN_BATCHNORM_BATCH} samples per step (train.batch_size)"
         )
     optimizer.zero_grad(set_to_none=True)
     with precision.autocast():

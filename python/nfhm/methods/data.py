@@ -7,9 +7,9 @@ from typing import Any
 from PIL import Image
 
 from ..core.collection import scan_folder, scan_table
-from ..core.digest import sha256_file
+from ..core.digest import sha256_file, sha256_stats
 from ..core.images import BadImage, ImageDataset
-from ..core.lifetime import die_with_worker
+from ..core.lifetime import die_with_this_process
 from .handler import Handler, Result, Tables
 from .state import WorkerState
 
@@ -29,11 +29,11 @@ def scan(
         raise ValueError("data.scan needs exactly one of `table` (a CSV/TSV/Parquet file) or `folder`")
     if table is not None:
         images = scan_table(table, image_root, path_column, label_column, split_column)
-        source, sha256 = table, sha256_file(table)
+        source, sha256, skipped = table, sha256_file(table), []
     else:
-        images, sha256 = scan_folder(folder)
+        images, sha256, skipped = scan_folder(folder)
         source = folder
-    return {"rows": images.num_rows, "source": source, "sha256": sha256}, {"images": images}
+    return {"rows": images.num_rows, "source": source, "sha256": sha256, "skipped_folders": skipped}, {"images": images}
 
 
 def _reason_only(image: Image.Image) -> None:
@@ -56,10 +56,16 @@ def check(state: WorkerState, tables: Tables, *, loader_workers: int) -> Result:
         batch_size=256,
         num_workers=loader_workers,
         collate_fn=_bad_only,
-        worker_init_fn=die_with_worker,
+        worker_init_fn=die_with_this_process(),
     )
     bad = [{"id": ids[i], "path": paths[i], "reason": reason} for batch in loader for i, reason in batch]
     return {"checked": len(paths), "bad": sorted(bad, key=lambda b: b["id"])}
 
 
-METHODS: dict[str, Handler] = {"data.scan": scan, "data.check": check}
+def stat(state: WorkerState, tables: Tables) -> Result:
+    """The sha256 of the size and modification time of every file of table `images` (id, path):
+    cached embeddings of these files are reused only while it stays the same."""
+    return {"files": tables["images"].num_rows, "sha256": sha256_stats(tables["images"]["path"].to_pylist())}
+
+
+METHODS: dict[str, Handler] = {"data.scan": scan, "data.check": check, "data.stat": stat}

@@ -20,6 +20,7 @@ from ..core.model_spec import LoadedModel, ModelSpec, build_model, weights_file
 from ..core.atomic import atomic_path
 from ..core.shards import embedding_table, read_embeddings
 from ..core.table_files import write_table_file
+from ..core.train_step import min_train_batch
 from ..core.world import gather_to_leader, part, world
 from .handler import Handler, Result, Tables
 from .state import WorkerState
@@ -68,6 +69,7 @@ def describe(state: WorkerState, tables: Tables, *, model: ModelSpec) -> Result:
         "parameters": sum(p.numel() for p in loaded.model.parameters()),
         # how many blocks train.freeze may count; None: the model cannot be partly frozen
         "blocks": freezable_blocks(loaded.model),
+        "min_train_batch": min_train_batch(loaded.model),
     }
 
 

@@ -3,8 +3,8 @@
 Embedding shards, pseudo-labels, checkpoints and trained models live on the worker's machine
 (which is another machine for a remote worker). The orchestrator asks here whether they exist
 and reads the small tables it needs back as Arrow frames, so it never assumes a shared
-filesystem. An authenticated client can already run any plug-in, so reading files grants it
-nothing new.
+filesystem. A remote worker answers only for paths under its --allow-dir directories
+(nfhm/rpc/confinement.py).
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ describes; test/fixtures/python/nfhm_conformance.py is one:
 A call of a method that contract.json declares is checked against it before the handler runs
 (params, input tables) and after (result, output tables); extension methods it does not declare
 reach their handler unchecked. `hello` lists both kinds and the contract's hash, so the
-orchestrator can compare them with its own.
+orchestrator can compare them with its own. A TCP worker's registry also holds each call's paths
+and plug-ins to what the worker was started with (confinement.py), before the handler runs.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ..core.world import world
 from ..methods import BUILT_IN
 from ..methods.handler import Handler, Reply, Result, Tables, gather
 from ..methods.state import WorkerState
+from .confinement import Confinement
 from .validation import ContractViolation, Validators
 
 EXTENSIONS_ENV = "NFHM_WORKER_EXTENSIONS"
@@ -58,8 +60,14 @@ def echo(state: WorkerState, tables: Tables, **params: Any) -> Reply:
 
 
 class Registry:
-    def __init__(self, extensions: Sequence[ModuleType] = (), contract: Contract | None = None) -> None:
+    def __init__(
+        self,
+        extensions: Sequence[ModuleType] = (),
+        contract: Contract | None = None,
+        confinement: Confinement | None = None,
+    ) -> None:
         self.contract = contract or current_contract()
+        self.confinement = confinement
         self.validators = Validators(self.contract)
         self.built_in: dict[str, Handler] = {"hello": self.hello, "echo": echo, **BUILT_IN.handlers}
         added = gather(extensions)
@@ -71,10 +79,10 @@ class Registry:
         self.collective = BUILT_IN.collective | added.collective
 
     @classmethod
-    def from_environment(cls) -> Registry:
+    def from_environment(cls, confinement: Confinement | None = None) -> Registry:
         """The built-in methods and those of the modules named in NFHM_WORKER_EXTENSIONS."""
         names = [name.strip() for name in os.environ.get(EXTENSIONS_ENV, "").split(",") if name.strip()]
-        return cls([importlib.import_module(name) for name in names])
+        return cls([importlib.import_module(name) for name in names], confinement=confinement)
 
     def dispatch(
         self, state: WorkerState, name: str, params: dict[str, Any], tables: Tables, *, check_result: bool = True
@@ -91,6 +99,8 @@ class Registry:
             if declared is not None:
                 self.validators.check_params(name, params)
                 self._check_tables(name, "in", declared.tables_in, tables)
+                if self.confinement is not None:
+                    self.confinement.check(self.contract, name, params, tables)
             out = handler(state, tables, **params)
             result, out_tables = out if isinstance(out, tuple) else (out, {})
             if declared is not None and check_result:

@@ -2,35 +2,45 @@
 
     python -m nfhm.rpc.serve --stdio
     python -m nfhm.rpc.serve --listen 127.0.0.1:7341 --token-file token.txt
+    python -m nfhm.rpc.serve --listen 0.0.0.0:7341 --token-file token.txt --tls-cert cert.pem --tls-key key.pem --allow-dir /srv/nfhm
     torchrun --nproc-per-node 8 -m nfhm.rpc.serve --listen 0.0.0.0:7341 --token-file token.txt --distributed
 
-A message is one JSON line (wire.dumps) followed by the Arrow frames its
-"tables" list names, in order. Requests: {"id", "method", "params", "tables"}.
-Replies: {"id", "ok", "result" | "error", "tables"}. Over TCP the first line a
-client sends must be {"auth": "<token>"}; nothing runs before it matches.
-One call runs at a time; clients are served one after another. With --distributed (under
-torchrun) rank 0 serves and the other ranks follow it (nfhm/rpc/torchrun.py).
+A message is one JSON line (wire.dumps) followed by the Arrow frames its "tables" list names, in
+order. Requests: {"id", "method", "params", "tables"}. Replies: {"id", "ok", "result" | "error",
+"tables"}. Over TCP the first line a client sends must be {"auth": "<token>"}; nothing runs
+before it matches (lobby.py), and then the worker reads and writes only the files under the
+--allow-dir directories and imports only the plug-ins of nfhm and the --allow-plugin modules
+(confinement.py). One call runs at a time; clients are served one after another. With
+--distributed (under torchrun) rank 0 serves and the other ranks follow it (nfhm/rpc/torchrun.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import hmac
+import ipaddress
 import json
 import os
 import socket
+import ssl
 import sys
+import time
 from typing import Any, BinaryIO
 
 from ..core import world
 from ..core.lifetime import die_with_parent
 from ..methods.state import WorkerState
 from . import torchrun, wire
+from .confinement import Confinement
+from .credentials import read_token, tls_context
+from .lobby import Lobby
 from .registry import Dispatch, Registry, error_reply
 
-DEFAULT_MAX_FRAME = 16 << 30
+# The orchestrator that started a stdio worker is trusted; a TCP client's frames are held to a
+# size that fits what nfhm sends: an image list of ~8 million paths of 100 characters.
+LOCAL_MAX_FRAME = 16 << 30
+REMOTE_MAX_FRAME = 1 << 30
 MAX_LINE = 64 << 20
-AUTH_TIMEOUT_S = 10.0
+LINGER_S = 2.0
 
 
 class Disconnected(Exception):
@@ -52,15 +62,14 @@ def read_message(inp: BinaryIO, max_frame: int) -> tuple[dict[str, Any], dict[st
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise wire.ProtocolError('"tables" must be a list of names')
     try:
-        tables = {name: wire.read_frame(inp, max_frame) for name in names}
+        tables = wire.read_frames(inp, names, max_frame)
     except EOFError:
         raise Disconnected() from None
     return header, tables
 
 
 def write_message(out: BinaryIO, header: dict[str, Any], tables: dict[str, Any]) -> None:
-    header = {**header, "tables": list(tables)}
-    out.write(wire.dumps(header).encode() + b"\n")
+    out.write(wire.control_line(header, list(tables)))
     for table in tables.values():
         wire.write_frame(out, table)
     out.flush()
@@ -99,69 +108,105 @@ def serve_stdio(state: WorkerState, max_frame: int, run: Dispatch) -> None:
     serve_stream(state, sys.stdin.buffer, out, max_frame, run)
 
 
-def authenticate(conn: socket.socket, inp: BinaryIO, out: BinaryIO, token: bytes) -> bool:
-    """The first message must carry the token; it may carry nothing else."""
-    conn.settimeout(AUTH_TIMEOUT_S)
-    try:
-        header, _ = read_message(inp, max_frame=0)
-    except (OSError, Disconnected, wire.ProtocolError):
-        header = {}
-    offered = header.get("auth")
-    ok = isinstance(offered, str) and hmac.compare_digest(offered.encode(), token)
-    conn.settimeout(None)
-    reply = {"ok": True} if ok else error_reply(PermissionError("authentication failed: wrong or missing token"))
-    try:
-        write_message(out, {"id": header.get("id"), **reply}, {})
-    except OSError:
-        return False
-    return ok
-
-
-def serve_tcp(state: WorkerState, host: str, port: int, token: bytes, max_frame: int, run: Dispatch) -> None:
-    with socket.create_server((host, port)) as server:
+def serve_tcp(
+    state: WorkerState,
+    address: tuple[str, int],
+    token: bytes,
+    tls: ssl.SSLContext | None,
+    max_frame: int,
+    run: Dispatch,
+) -> None:
+    """Methods run on this thread, for one admitted client after another; the lobby admits them."""
+    with socket.create_server(address) as server:
         bound = server.getsockname()
         print(json.dumps({"listening": f"{bound[0]}:{bound[1]}", "pid": os.getpid()}), flush=True)
+        lobby = Lobby(server, token, tls)
+        lobby.start()
         while True:
-            conn, peer = server.accept()
+            conn, peer = lobby.admitted.get()
             # Closing flushes what a vanished client never read, which fails too: the
             # `with` is inside the `try`, so no client can end the server.
             try:
                 with conn, conn.makefile("rb") as inp, conn.makefile("wb") as out:
-                    if authenticate(conn, inp, out, token):
-                        serve_stream(state, inp, out, max_frame, run)
+                    serve_stream(state, inp, out, max_frame, run)
+                    _close_gently(conn)
             except OSError as e:
-                print(f"nfhm.rpc.serve: connection from {peer[0]} ended: {e}", file=sys.stderr, flush=True)
+                print(f"nfhm.rpc.serve: connection from {peer} ended: {e}", file=sys.stderr, flush=True)
 
 
-def read_token(token_file: str | None) -> bytes:
-    if token_file:
-        with open(token_file, "rb") as f:
-            token = f.read().strip()
-    else:
-        token = os.environ.get("NFHM_TOKEN", "").strip().encode()
-    if not token:
-        raise SystemExit("nfhm.rpc.serve: a TCP worker needs a token: --token-file FILE or NFHM_TOKEN")
-    return token
+def _close_gently(conn: socket.socket) -> None:
+    """Ends a connection so that its last reply arrives: closing with input unread (the rest of a
+    refused frame) would reset the connection, and the peer could lose the reply that says why.
+    The unread input is drained, for at most LINGER_S."""
+    deadline = time.monotonic() + LINGER_S
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        while (left := deadline - time.monotonic()) > 0:
+            conn.settimeout(left)
+            if not conn.recv(1 << 16):
+                return
+    except OSError:  # the peer is gone, or the deadline passed
+        pass
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m nfhm.rpc.serve", description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--stdio", action="store_true", help="serve one orchestrator over stdin/stdout")
-    mode.add_argument("--listen", metavar="HOST:PORT", help="serve over TCP (use 0.0.0.0 to accept other machines)")
-    parser.add_argument("--token-file", help="file holding the shared token (default: env NFHM_TOKEN)")
-    parser.add_argument("--max-frame-bytes", type=int, default=DEFAULT_MAX_FRAME)
+    mode.add_argument(
+        "--listen", metavar="HOST:PORT", help="serve over TCP; 0.0.0.0 accepts every network this machine is on"
+    )
+    parser.add_argument("--token-file", help="file holding the shared token, mode 600 (default: env NFHM_TOKEN)")
+    parser.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this certificate (PEM; with --tls-key)")
+    parser.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM, mode 600)")
+    paths = parser.add_mutually_exclusive_group()
+    paths.add_argument(
+        "--allow-dir",
+        action="append",
+        metavar="DIR",
+        help="a directory whose files TCP clients may have read and written (repeatable; default: the working directory)",
+    )
+    paths.add_argument("--allow-any-path", action="store_true", help="let TCP clients name any path this process can use")
+    parser.add_argument(
+        "--allow-plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="a module or package whose plug-ins TCP clients may name, beside nfhm's own (repeatable)",
+    )
+    parser.add_argument(
+        "--max-frame-bytes",
+        type=int,
+        help=f"the most bytes of Arrow frames one message may carry (default over TCP: {REMOTE_MAX_FRAME})",
+    )
     parser.add_argument(
         "--distributed", action="store_true", help="run under torchrun: rank 0 serves, the other ranks follow it"
     )
     args = parser.parse_args(argv)
+    remote_only = [args.tls_cert, args.tls_key, args.allow_dir, args.allow_any_path, args.allow_plugin]
+    if args.stdio and any(remote_only):
+        parser.error("--tls-*, --allow-* are for --listen; a --stdio worker serves the orchestrator that started it")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+
+    # A bad token file or key ends the server before torchrun's ranks join or anything listens.
+    token = read_token(args.token_file) if args.listen else b""
+    tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
 
     if args.distributed and os.environ.get("RANK", "0") != "0":
         # Only rank 0 speaks the protocol: under torchrun every rank shares its stdout, so the
         # others send theirs to stderr before anything can print.
         os.dup2(2, 1)
         sys.stdout = sys.stderr
-    registry = Registry.from_environment()
+    confinement = None if args.stdio else Confinement.of(args.allow_dir, args.allow_any_path, args.allow_plugin)
+    registry = Registry.from_environment(confinement)
     state = WorkerState()
     run: Dispatch = registry.dispatch
     if args.distributed:
@@ -174,10 +219,18 @@ def main(argv: list[str] | None = None) -> None:
         run = torchrun.lead(registry)
     try:
         if args.stdio:
-            serve_stdio(state, args.max_frame_bytes, run)
+            serve_stdio(state, args.max_frame_bytes or LOCAL_MAX_FRAME, run)
             return
         host, _, port = args.listen.rpartition(":")
-        serve_tcp(state, host or "127.0.0.1", int(port), read_token(args.token_file), args.max_frame_bytes, run)
+        host = host or "127.0.0.1"
+        if tls is None and not _is_loopback(host):
+            print(
+                f"nfhm.rpc.serve: warning: listening on {host} without TLS: the token and all data cross the "
+                "network unencrypted (--tls-cert and --tls-key encrypt them)",
+                file=sys.stderr,
+                flush=True,
+            )
+        serve_tcp(state, (host, int(port)), token, tls, args.max_frame_bytes or REMOTE_MAX_FRAME, run)
     finally:
         if args.distributed:
             torchrun.release_followers()

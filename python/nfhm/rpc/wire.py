@@ -77,6 +77,11 @@ def table_from_bytes(data: bytes | pa.Buffer) -> pa.Table:
         raise ProtocolError(f"malformed Arrow frame: {e}") from None
 
 
+def control_line(header: dict[str, Any], tables: list[str]) -> bytes:
+    """A message's JSON line, naming the tables whose frames follow it."""
+    return (dumps({**header, "tables": tables}) + "\n").encode()
+
+
 def write_frame(out: BinaryIO, table: pa.Table) -> None:
     """The length (from a dry run that only counts bytes), then the stream straight into `out`:
     no copy of the table is assembled first, and the peer reads while this writes. A 92 MB
@@ -108,8 +113,18 @@ def read_exact(inp: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_frame(inp: BinaryIO, max_bytes: int) -> pa.Table:
-    (size,) = FRAME_HEADER.unpack(read_exact(inp, FRAME_HEADER.size))
-    if size > max_bytes:
-        raise ProtocolError(f"frame of {size} bytes exceeds the limit of {max_bytes} bytes")
-    return table_from_bytes(read_exact(inp, size))
+def read_frames(inp: BinaryIO, names: list[str], max_bytes: int) -> dict[str, pa.Table]:
+    """The frames of one message, in the order of `names`, together at most `max_bytes`: each
+    frame's length is checked before any of its bytes are read, so a message cannot make the
+    server hold more than the limit however many frames it lists."""
+    tables, total = {}, 0
+    for name in names:
+        (size,) = FRAME_HEADER.unpack(read_exact(inp, FRAME_HEADER.size))
+        total += size
+        if total > max_bytes:
+            raise ProtocolError(
+                f"frames of {total} bytes in one message exceed the limit of {max_bytes} bytes "
+                "(the worker's --max-frame-bytes)"
+            )
+        tables[name] = table_from_bytes(read_exact(inp, size))
+    return tables
