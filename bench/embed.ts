@@ -1,9 +1,11 @@
 // 2. Embedding: the embed stage through the bridge against a plain PyTorch
 // loop over the same images (bench/python/embed_baseline.py).
-//   npx tsx bench/embed.ts
-// The 10,000 Fashion-MNIST test images, ViT-T/4@28px (pinned, so the table stays
-// comparable when the demo's model changes), the demo config's batch size and
-// loader workers; the model is loaded before either clock starts.
+//   npx tsx bench/embed.ts [vit | pretrained]
+// The 10,000 Fashion-MNIST test images, with the demo config's batch size and
+// loader workers; the model is loaded before either clock starts. `vit`
+// (bench name "embed"): ViT-T/4@28px, pinned so the table stays comparable
+// when the demo's model changes. `pretrained` ("embed-pretrained"): the
+// pretrained demo's EfficientNet-Lite0 at its 64 px and 256-d head.
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -16,8 +18,16 @@ import { initialModel, testSplit } from '../src/recipe/pipeline.js'
 import { closeSession, openSession } from '../src/run/run-session.js'
 import { SHORT_REPS, alternate, emit, medianOf, pairedRatio, row, runPython, seconds } from './lib.js'
 
+const VARIANTS = {
+  vit: { name: 'embed', number: '2', config: 'configs/demo.yaml', overrides: ['model.name=ViT-T/4@28px'] },
+  pretrained: { name: 'embed-pretrained', number: '2b', config: 'configs/demo-pretrained.yaml', overrides: [] },
+} as const
+const which = (process.argv[2] ?? 'vit') as keyof typeof VARIANTS
+const variant = VARIANTS[which]
+if (!variant) throw new Error(`bench/embed.ts: unknown variant ${process.argv[2]}; known: ${Object.keys(VARIANTS).join(', ')}`)
+
 const root = mkdtempSync(join(tmpdir(), 'nfhm-bench-embed-'))
-const config = loadConfig('configs/demo.yaml', [`runs_dir=${root}`, 'name=embed', 'model.name=ViT-T/4@28px'])
+const config = loadConfig(variant.config, [`runs_dir=${root}`, `name=${variant.name}`, ...variant.overrides])
 const cfg = config.embed
 const ctx = await openSession(config)
 try {
@@ -45,6 +55,9 @@ try {
       runPython('embed_baseline.py', {
         images: imagesFile,
         model: model.name,
+        weights: model.weights,
+        image_size: model.image_size,
+        embedding_size: model.embedding_size,
         batch_size: cfg.batch_size,
         loader_workers: cfg.loader_workers,
         out: join(root, 'baseline.npy'),
@@ -56,8 +69,8 @@ try {
   const worker = medianOf(samples.nfhm, 'worker_s')
   emit({
     reps: SHORT_REPS,
-    name: 'embed',
-    title: `2. Embedding: ${n.toLocaleString('en-US')} test images, ${model.name}, batch ${cfg.batch_size}, ${cfg.loader_workers} loader worker`,
+    name: variant.name,
+    title: `${variant.number}. Embedding: ${n.toLocaleString('en-US')} test images, ${model.name}, batch ${cfg.batch_size}, ${cfg.loader_workers} loader worker`,
     nfhmSide:
       `embedImages (the stage \`nfhm embed\` runs) through a pythonia worker, timed on the TS side: cache key, ` +
       `${Math.ceil(n / cfg.shard_size)} embed.shard calls of up to ${cfg.shard_size} images (each with its own DataLoader), ` +

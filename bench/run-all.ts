@@ -13,7 +13,9 @@ import { repoRoot } from '../src/bridge/python.js'
 import { markdownTable } from '../src/report/table.js'
 import { COLUMNS, REPS, SHORT_REPS, runPython, seconds, type Result, type Row } from './lib.js'
 
-const SCRIPTS = ['train', 'embed', 'transfer', 'kmeans', 'eval', 'scale', 'latency']
+const SCRIPTS = ['train', 'frozen', 'embed', 'embed-pretrained', 'transfer', 'kmeans', 'eval', 'scale', 'latency']
+/** Benchmarks that are a variant of another's script: name -> [script, argument]. */
+const VARIANTS: Record<string, [string, string]> = { 'embed-pretrained': ['embed', 'pretrained'] }
 const BEGIN = '<!-- bench:begin (bench/run-all.ts rewrites everything down to bench:end) -->'
 const END = '<!-- bench:end -->'
 const DOC = join(repoRoot, 'BENCHMARKS.md')
@@ -32,7 +34,8 @@ const failed: string[] = []
 for (const name of names) {
   process.stderr.write(`\n=== bench/${name}.ts\n`)
   rmSync(resultPath(name), { force: true }) // a failed run must not leave the last result standing in for it
-  const run = await execa('npx', ['tsx', join('bench', `${name}.ts`)], {
+  const [script, ...args] = VARIANTS[name] ?? [name]
+  const run = await execa('npx', ['tsx', join('bench', `${script}.ts`), ...args], {
     cwd: repoRoot,
     env: { NFHM_BENCH_OUT: resultPath(name) },
     stdout: 'inherit',

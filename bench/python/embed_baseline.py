@@ -40,7 +40,9 @@ def main() -> None:
     cfg = json.loads(sys.argv[1])
     with open(cfg["images"], "rb") as f:
         paths = ipc.open_file(f).read_all()["path"].to_pylist()
-    model, transform = load(cfg["model"])
+    model, transform = load(
+        cfg["model"], cfg.get("weights"), image_size=cfg.get("image_size"), embedding_size=cfg.get("embedding_size")
+    )
 
     started = time.perf_counter()
     loader = DataLoader(Images(paths, transform), batch_size=cfg["batch_size"], num_workers=cfg["loader_workers"])

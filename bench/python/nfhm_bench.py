@@ -1,5 +1,7 @@
 """Worker methods that only the benchmarks use (loaded with NFHM_WORKER_EXTENSIONS=nfhm_bench).
 
+Loaded with NFHM_BENCH_FROZEN_CACHE=off, it also turns off the frozen-part cache (bench/frozen.ts).
+
 `bench.make_embeddings` draws a table of embeddings into the worker's memory (and writes the
 same table as an Arrow IPC file, for the baseline to read); `bench.embeddings` returns it, so
 that bench/transfer.ts times the bridge alone.
@@ -7,10 +9,12 @@ that bench/transfer.ts times the bridge alone.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
+from nfhm.core import freeze
 from nfhm.core.shards import embedding_table
 from nfhm.core.table_files import write_table_file
 from nfhm.methods.handler import Handler, Result, Tables
@@ -34,3 +38,9 @@ def embeddings(state: WorkerState, tables: Tables) -> tuple[dict[str, Any], Tabl
 
 
 METHODS: dict[str, Handler] = {"bench.make_embeddings": make_embeddings, "bench.embeddings": embeddings}
+
+
+# bench/frozen.ts's baseline: the frozen-part cache turned off by a cap of 0 bytes, which is
+# the path training takes when the cache would not fit (nfhm/core/freeze.py).
+if os.environ.get("NFHM_BENCH_FROZEN_CACHE") == "off":
+    freeze.FROZEN_CACHE_BYTES = 0
