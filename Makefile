@@ -63,6 +63,6 @@ test-ts: setup
 test: typecheck test-py test-ts
 
 # nfhm against plain-Python baselines; rewrites the tables in BENCHMARKS.md.
-# About 25 minutes on this 2-core machine (9 before the pretrained encoder's two); never part of `make test`.
+# About 30 minutes on this 2-core machine (9 before the pretrained encoder's two); never part of `make test`.
 bench: setup
 	npx tsx bench/run-all.ts
