@@ -37,7 +37,7 @@ try {
     nfhm: async () => {
       calls.length = 0
       const started = performance.now()
-      const m = await searchMetrics(ctx, queries, null, { recallKs: [1], knnKs: [], knnTemperature: config.eval.knn_temperature })
+      const { metrics: m } = await searchMetrics(ctx, queries, null, { recallKs: [1], knnKs: [], knnTemperature: config.eval.knn_temperature })
       const wall = seconds(started)
       const search = calls.find((c) => c.method === 'search.knn')!
       return {

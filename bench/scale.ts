@@ -61,7 +61,7 @@ try {
   process.stderr.write(`scale: ${cluster.seconds.toFixed(1)} s; searching ${ROWS.toLocaleString('en-US')} queries against ${GALLERY.toLocaleString('en-US')} ...\n`)
   let scored = 0
   const evaluation = await measure(async () => {
-    const m = await searchMetrics(ctx, queries, gallery, { recallKs: [1, 2, 4, 8], knnKs: [10], knnTemperature: config.eval.knn_temperature })
+    const { metrics: m } = await searchMetrics(ctx, queries, gallery, { recallKs: [1, 2, 4, 8], knnKs: [10], knnTemperature: config.eval.knn_temperature })
     scored = m.evaluatedQueries.length
   })
   const mib = (bytes: number) => bytes / MiB
