@@ -119,7 +119,7 @@ program.addCommand(
   stageCommand('cluster', 'cluster', 'k-means the embeddings into pseudo-labels').option('--k <K>', 'number of clusters (sets cluster.k)'),
 )
 program.addCommand(stageCommand('train', 'train', 'train the backbone and PartialFC_V2 head on the pseudo-labels'))
-program.addCommand(stageCommand('eval', 'eval', 'evaluate the starting and trained models on the test split'))
+program.addCommand(stageCommand('eval', 'eval', 'evaluate the starting and trained models under eval.protocol (the test split, or the whole collection)'))
 
 interface SweepFlags extends RunFlags {
   ratio?: string

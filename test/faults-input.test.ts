@@ -105,14 +105,19 @@ describe('bad tables and configs are refused with nothing written', () => {
   const rows = () => readFileSync(data.goodCsv, 'utf8').trimEnd().split(/\r?\n/)
 
   test.each([
-    ['a missing column', (r: string[]) => [r[0]!.replace('path', 'file'), ...r.slice(1)], `no path column 'path'; the columns are ['file', 'label', 'split']`],
-    ['duplicate paths', (r: string[]) => [...r.slice(0, 3), r[1]!, ...r.slice(3)], `column 'path' lists 1 image more than once (row numbers as a spreadsheet shows them: the header is row 1): rows 2, 4: `],
-    ['labels of mixed types', (r: string[]) => [r[0]!, r[1]!.replace('digit-0', '7'), ...r.slice(2)], `column 'label' mixes numbers and text (row numbers as a spreadsheet shows them: the header is row 1): numbers in row 2 (e.g. '7'), text in rows 3, 4, 5`],
-  ])('%s: the error names the table, the column and the rows, and no run directory is made', async (name, edit, expected) => {
+    ['a missing column', (r: string[]) => [r[0]!.replace('path', 'file'), ...r.slice(1)], [], `no column 'path' (data.path_column); the columns are ['file', 'label', 'split']`],
+    ['duplicate paths', (r: string[]) => [...r.slice(0, 3), r[1]!, ...r.slice(3)], [], `column 'path' lists 1 image more than once (row numbers as a spreadsheet shows them: the header is row 1): rows 2, 4: `],
+    [
+      'text among number labels',
+      (r: string[]) => [r[0]!, ...r.slice(1).map((row, i) => (i === 0 ? row : row.replace(/digit-(\d)/, '$1')))],
+      ['--set', 'data.label_type=number'],
+      `column 'label' holds text where data.label_type is 'number' (row numbers as a spreadsheet shows them: the header is row 1): row 2 (e.g. 'digit-0'). Set data.label_type: name to use every label as a name`,
+    ],
+  ])('%s: the error names the table, the column and the rows, and no run directory is made', async (name, edit, args, expected) => {
     const csv = join(root, `${name.replaceAll(' ', '-')}.csv`)
     writeFileSync(csv, edit(rows()).join('\n') + '\n')
     const { file, runsDir } = config(name.replaceAll(' ', '-'), csv)
-    const run = await nfhm(['run', file])
+    const run = await nfhm(['run', file, ...args])
     expect(run.exitCode).toBe(1)
     expect(run.stderr).toContain(`nfhm: worker method "data.scan" raised ValueError: ${csv}: ${expected}`)
     expect(existsSync(runsDir)).toBe(false)
@@ -138,11 +143,21 @@ describe('bad tables and configs are refused with nothing written', () => {
       ['--set', 'train.batch_size=8'],
       'nfhm: train.batch_size = 8: ViT-T/4@28px has BatchNorm layers, which need at least 16 images per step; choose train.batch_size >= 16',
     ],
+    [
+      'a query and gallery column that does not exist',
+      ['--set', 'eval.protocol={by: column, column: domain, query: field, gallery: museum}'],
+      "raised ValueError: TABLE: no column 'domain' (eval.protocol.column); the columns are ['path', 'label', 'split']",
+    ],
+    [
+      'a gallery filter that picks no image',
+      ['--set', 'eval.protocol={by: column, column: label, query: digit-1, gallery: [digit-11, digit-12]}'],
+      'nfhm: eval.protocol.gallery = ["digit-11","digit-12"]: no labelled test image has label = "digit-11" or "digit-12"; the values of label there are "digit-0" (',
+    ],
   ])('%s: refused before any stage, naming the field and what is allowed; no run directory is made', async (name, args, expected) => {
     const { file, runsDir } = config(name.replaceAll(' ', '-'), data.goodCsv)
     const run = await nfhm(['run', file, ...args])
     expect(run.exitCode).toBe(1)
-    expect(run.stderr).toContain(expected)
+    expect(run.stderr).toContain(expected.replace('TABLE', data.goodCsv))
     expect(existsSync(runsDir)).toBe(false)
   })
 
@@ -194,11 +209,12 @@ describe('model settings the backbone cannot take', () => {
     ['train.freeze beyond the depth', ['--set', 'train.freeze=3'], 'nfhm: train.freeze = 3: ViT-T/4@28px has 2 blocks; choose train.freeze between 0 and 2'],
     ['freezing a model that has no blocks', ['--set', 'model.name=pixels@28', '--set', 'model.loader=nfhm.core.pixels:load', '--set', 'train.freeze=1'], 'nfhm: train.freeze = 1: pixels@28 cannot be partly frozen; use train.freeze = 0'],
     ['an image size the backbone cannot take', ['--set', 'model.name=efficientnet-lite0', '--set', 'model.image_size=16'], 'model.image_size=16 is too small for efficientnet-lite0: it downsamples by 32, so image_size must be >= 32 (its native size is 224)'],
+    ['an image size off the patch grid', ['--set', 'model.image_size=30'], 'model.image_size=30 is not a multiple of the patch size 4: the nearest sizes this model takes are 28 and 32 (its native size is 28)'],
   ])('%s', async (name, args, expected) => {
     const { file, runsDir } = config(name.replaceAll(' ', '-').replaceAll('.', ''), data.goodCsv)
     const run = await nfhm(['run', file, ...args])
     expect(run.exitCode).toBe(1)
-    expect(run.stderr).toContain(expected)
+    expect(run.stderr).toContain(expected.replace('TABLE', data.goodCsv))
     expect(existsSync(runsDir)).toBe(false)
   })
 })

@@ -195,7 +195,7 @@ test('no client can have the server read or write outside its --allow-dir direct
       ['writes', worker.call('cluster.kmeans', { shards: [], k: 1, spherical: true, niter: 1, nredo: 1, seed: 0, max_points_per_centroid: 1, min_points_per_centroid: 0, gpu: null, out_dir: outside })],
       ['reads', worker.call('files.read_table', { path: secret })],
       ['reads', worker.call('files.stat', { paths: [join(allowed, 'x'), secret] })],
-      ['reads', worker.call('data.scan', { table: join(outside, 'table.csv'), folder: null, image_root: null, path_column: 'path', label_column: null, split_column: null })],
+      ['reads', worker.call('data.scan', { table: join(outside, 'table.csv'), folder: null, image_root: null, path_column: 'path', label_column: null, split_column: null, group_column: null, label_type: 'name' })],
       ['reads', worker.call('data.check', { loader_workers: 0 }, { tables: { images: images(join(outside, 'a.png')) } })],
       ['reads', worker.call('model.describe', { model: { ...model, weights: secret } })],
       ['reads', worker.call('files.read_table', { path: join(allowed, 'link', 'secret.arrow') })],

@@ -458,6 +458,7 @@ describe('pictures', () => {
     const classes = Array.from({ length: 45 }, (_, i) => ({ name: `class ${String(i).padStart(2, '0')}`, queries: 10, model: (i % 9) / 10, baseline: 0.5 }))
     const pictures: EvalPictures = {
       model: 'round 1',
+      protocol: { images: 'test split', by: 'all', query_images: 8, gallery_images: null, unlabelled: 0 },
       grid: { png: Uint8Array.from([137, 80, 78, 71]), baseline: 'pixels', perGroup: 4, neighbours: 5, seed: 0 },
       perClass: { baseline: 'pixels (centred)', classes },
       map: { points: Array.from({ length: 30 }, (_, i) => ({ x: i, y: i * i, group: `class ${i % 3}` })), of: 100, seed: 0 },
@@ -562,6 +563,7 @@ describe('headline', () => {
   const record = (name: string, mapR: number, recall: number, nmi: number, versus?: EvalRecord['versus']): EvalRecord => ({
     name,
     model: { loader: 'nfhm.core.model:load', name: 'x', weights: null, image_size: null, embedding_size: null },
+    protocol: { images: 'test split', by: 'all', query_images: 100, gallery_images: null, unlabelled: 0 },
     embeddings: '',
     queries: 100,
     excluded_queries: 0,

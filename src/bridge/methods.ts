@@ -6,7 +6,7 @@
 // worker confines them: confinement.ts); bulk data (image lists,
 // assignments, neighbour lists) crosses as Arrow tables, never inside the JSON.
 import { z } from 'zod'
-import { augmentSchema, headSchema, marginSchema, modelSchema } from '../config/schema.js'
+import { augmentSchema, headSchema, labelType, marginSchema, modelSchema } from '../config/schema.js'
 import { workerPath } from './confinement.js'
 import type { MethodTable } from './worker.js'
 
@@ -70,6 +70,9 @@ export const workerMethods = {
       path_column: z.string(),
       label_column: z.string().nullable(),
       split_column: z.string().nullable(),
+      /** eval.protocol's column: which images are queries and which gallery. */
+      group_column: z.string().nullable(),
+      label_type: labelType,
     }),
     result: z.object({
       rows: z.number().int(),

@@ -31,6 +31,7 @@ export const tableLayouts = {
     col('path', 'utf8', { workerPath: true }),
     col('label', 'utf8', { required: false, nullable: true }),
     col('split', 'utf8', { required: false, nullable: true }),
+    col('group', 'utf8', { required: false, nullable: true }),
   ],
   /** The images a call works on, by the id the run gave them. */
   image_list: [col('id', 'int32'), col('path', 'utf8', { workerPath: true })],

@@ -14,6 +14,18 @@ export const PRESETS = {
   vlm4bio: { path_column: 'fileNameAsDelivered', label_column: 'scientificName' },
 } as const
 
+/** A column value, or several: the rows holding any of them. */
+const columnValues = z.union([z.string(), z.array(z.string()).nonempty()])
+type ColumnValues = z.infer<typeof columnValues>
+
+/** The values of a `columnValues` field as a list. */
+export function valueList(values: ColumnValues): string[] {
+  return typeof values === 'string' ? [values] : values
+}
+
+/** 'name': each distinct text is a class; 'number': labels are numbers, so "+1", "1" and "1.0" are one class. */
+export const labelType = z.enum(['name', 'number'])
+
 export const dataSchema = z
   .strictObject({
     table: z.string().nullable().default(null).describe('CSV or Parquet file with one row per image'),
@@ -22,6 +34,7 @@ export const dataSchema = z
     preset: z.enum(Object.keys(PRESETS) as [keyof typeof PRESETS]).nullable().default(null),
     path_column: z.string().default('path'),
     label_column: z.string().nullable().default('label'),
+    label_type: labelType.default('name').describe("'name': '+1', '1' and '1.0' are three classes; 'number': one"),
     split: z
       .discriminatedUnion('by', [
         z.strictObject({ by: z.literal('image'), test_fraction: fraction.default(0.2), seed: z.number().int().default(0) }),
@@ -29,9 +42,12 @@ export const dataSchema = z
         z.strictObject({
           by: z.literal('column'),
           column: z.string().default('split'),
-          train: z.string().default('train'),
-          test: z.string().default('test'),
+          train: columnValues.default('train'),
+          test: columnValues.default('test'),
         }),
+        // Unsupervised adaptation judged where it adapted: labels are unused in training, so
+        // evaluating on the trained-on images is the question, not a leak.
+        z.strictObject({ by: z.literal('none') }).describe('the whole collection: train on every image, evaluate on every labelled one'),
       ])
       .default({ by: 'image', test_fraction: 0.2, seed: 0 }),
   })
@@ -131,7 +147,25 @@ export const trainSchema = z.strictObject({
     .default({ patience_steps: 300, min_grad_scale: 1e-4 }),
 })
 
+/**
+ * Who queries whom among the evaluated images (the test split, or the whole
+ * collection). `all`: every image is a query against all the others (UNICOM's
+ * protocol). `column`: the images whose `column` holds a `query` value search
+ * those holding a `gallery` value (e.g. field photos against museum ones, or
+ * In-shop's query and gallery images); the two sets must not share a value.
+ */
+export const protocolSchema = z
+  .discriminatedUnion('by', [
+    z.strictObject({ by: z.literal('all') }),
+    z.strictObject({ by: z.literal('column'), column: z.string(), query: columnValues, gallery: columnValues }),
+  ])
+  .refine((p) => p.by === 'all' || !valueList(p.query).some((v) => valueList(p.gallery).includes(v)), {
+    message: 'a value cannot pick both queries and gallery images: an image would find itself',
+    path: ['gallery'],
+  })
+
 export const evalSchema = z.strictObject({
+  protocol: protocolSchema.default({ by: 'all' }),
   recall_at: z.array(positiveInt).nonempty().default([1, 2, 4, 8]),
   knn_k: z.array(positiveInt).nonempty().default([10, 20, 100]),
   knn_temperature: z.number().positive().default(0.07),
@@ -200,6 +234,10 @@ export const configSchema = z
     eval: evalSchema.default(evalSchema.parse({})),
     worker: workerSchema.default(workerSchema.parse({})),
     sweep: sweepSchema.default(sweepSchema.parse({})),
+  })
+  .refine((c) => c.eval.protocol.by !== 'column' || c.data.table !== null, {
+    message: 'queries and gallery by column need a table (data.table); an image-folder tree has no columns',
+    path: ['eval', 'protocol', 'by'],
   })
   .refine((c) => c.worker.transport !== 'tcp' || c.worker.address !== null, {
     message: 'worker.address is required for the tcp transport',

@@ -13,8 +13,9 @@ import type { ModelSpec } from '../bridge/methods.js'
 import type { Config } from '../config/schema.js'
 import { pairedBootstrap } from '../eval/bootstrap.js'
 import { evalRecord, evaluateModel, type ModelEval } from '../recipe/evaluate.js'
-import { prepareImages, type ImageList } from '../recipe/images.js'
-import { baselineModels, testSplit } from '../recipe/pipeline.js'
+import { prepareImages, splitFlag, type ImageList } from '../recipe/images.js'
+import { baselineModels } from '../recipe/pipeline.js'
+import { evaluatedCount, requireEvaluationSets } from '../recipe/protocol.js'
 import { TEST, TRAIN } from '../recipe/split.js'
 import { addVersus } from '../recipe/versus.js'
 import { readArrowFile } from '../run/arrow.js'
@@ -100,12 +101,13 @@ export function trainingDataWarning(input: CompareInput, images: Pick<ImageList,
   let shared = 0
   let tested = 0
   paths.forEach((path, i) => {
-    if (splits[i] !== 'train') return
+    if (!(splitFlag(splits[i]!) & TRAIN)) return
     trained++
-    if (splitOf.get(path) === TRAIN) shared++
-    if (splitOf.get(path) === TEST) tested++
+    const here = splitOf.get(path) ?? 0
+    if (here & TRAIN) shared++
+    if (here & TEST) tested++
   })
-  const ownTrained = images.split.reduce((n, s) => n + (s === TRAIN ? 1 : 0), 0)
+  const ownTrained = images.split.reduce((n, s) => n + (s & TRAIN ? 1 : 0), 0)
   if (shared === trained && trained === ownTrained) return null
   return (
     `${input.name} was trained on other images than this comparison's training split: ` +
@@ -160,26 +162,26 @@ export interface Comparison {
 }
 
 export async function compareModels(ctx: Context, inputs: readonly CompareInput[]): Promise<Comparison> {
-  const images = await prepareImages(ctx)
+  const images = await prepareImages(ctx, (list) => void requireEvaluationSets(ctx.config, list, 'compare'))
+  const sets = requireEvaluationSets(ctx.config, images, 'compare')
   for (const input of inputs) {
     const warning = trainingDataWarning(input, images)
     if (warning) ctx.warn(warning)
   }
-  const test = testSplit(images)
   const baselines = await baselineModels(ctx, images)
   const models = [
     ...baselines.map((b) => ({ ...b, source: null, kind: 'baseline' as const })),
     ...inputs.map((i) => ({ name: i.name, spec: i.spec, source: i.source, kind: i.kind })),
   ]
   const evals: ModelEval[] = []
-  for (const model of models) evals.push(await evaluateModel(ctx, model, test, { seed: BOOTSTRAP_SEED }))
+  for (const model of models) evals.push(await evaluateModel(ctx, model, sets, { seed: BOOTSTRAP_SEED }))
   addVersus(evals, baselines.length, { resamples: ctx.config.eval.bootstrap, seed: BOOTSTRAP_SEED })
   const queries = new Set(evals.map((e) => e.queries))
   if (queries.size !== 1) throw new Error(`compare: the models scored different numbers of test queries (${[...queries].join(', ')}); are some images unreadable for one of them?`)
   const metrics = retrievalMetricKeys(ctx.config.eval)
   return {
     name: ctx.config.name,
-    test: { images: test.ids.length, queries: evals[0]!.queries },
+    test: { images: evaluatedCount(sets), queries: evals[0]!.queries },
     bootstrap: { resamples: ctx.config.eval.bootstrap, seed: BOOTSTRAP_SEED, confidence: 0.95 },
     metrics,
     models: evals.map((e, i) => ({ ...evalRecord(e), source: models[i]!.source, kind: models[i]!.kind })),

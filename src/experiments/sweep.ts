@@ -6,7 +6,7 @@
 // - phase 1 clusters every (K, seed): cheap, and with true labels it already
 //   says how well each K recovers the classes (NMI/AMI/ARI);
 // - phase 2 (sweep.train) trains one round per (K, seed) and evaluates the
-//   trained model on the test split.
+//   trained model under the run's protocol (docs/evaluation.md).
 // Each stage skips what exists under its key, and a finished evaluation is
 // kept in job.json + per_query.arrow under a key of everything it depends
 // on, so a stopped sweep resumes at the first missing piece of work.
@@ -17,8 +17,9 @@ import type { Config } from '../config/schema.js'
 import { clusterEmbeddings, resolveK, type Clustering } from '../recipe/cluster.js'
 import { embedImages } from '../recipe/embed.js'
 import { evalPath, evalRecord, evaluateModel, writeEval, type ModelEval } from '../recipe/evaluate.js'
-import { imagesKey, prepareImages, subset, type ImageList, type Subset } from '../recipe/images.js'
-import { baselineModels, initialModel, testSplit } from '../recipe/pipeline.js'
+import { imagesKey, prepareImages, subset, type ImageList } from '../recipe/images.js'
+import { baselineModels, initialModel } from '../recipe/pipeline.js'
+import { requireEvaluationSets, type EvalSets } from '../recipe/protocol.js'
 import { TEST, TRAIN } from '../recipe/split.js'
 import { trainRound } from '../recipe/train.js'
 import { readArrowFile, tableOf, writeArrowFile } from '../run/arrow.js'
@@ -181,15 +182,15 @@ function runRecord(sub: Context, job: Job, cluster: ClusterSummary): SweepRun {
 }
 
 /** Train one round at K and evaluate the model; a finished evaluation under the same key is reused. */
-async function trainAndEvaluate(sub: Context, images: ImageList, test: Subset, job: Job): Promise<SweepRun> {
+async function trainAndEvaluate(sub: Context, images: ImageList, sets: EvalSets, job: Job): Promise<SweepRun> {
   const clustering = await clusterAt(sub, images, job)
   const train = () => trainRound(sub, { round: 1, model: initialModel(sub), paths: images.paths, clustering, restart: false })
   const training = await timeStage(sub, 'train.round-1', train, (t) => t.key)
   const key = keyOf({
     train: training.key,
-    test: await imagesKey(sub, test),
+    test: [await imagesKey(sub, sets.queries), sets.gallery && (await imagesKey(sub, sets.gallery))],
     eval: sub.config.eval,
-    // recipe/evaluate.ts k-means the test embeddings with the run's k-means settings.
+    // recipe/evaluate.ts k-means the evaluated embeddings with the run's k-means settings.
     cluster: sub.config.cluster,
     bootstrap: BOOTSTRAP_SEED,
   })
@@ -201,7 +202,7 @@ async function trainAndEvaluate(sub: Context, images: ImageList, test: Subset, j
     stored = record.eval
   } else {
     const model = { ...initialModel(sub), weights: training.model }
-    const result = await evaluateModel(sub, { name: `K=${job.k} seed ${job.seed}`, spec: model }, test, { seed: BOOTSTRAP_SEED })
+    const result = await evaluateModel(sub, { name: `K=${job.k} seed ${job.seed}`, spec: model }, sets, { seed: BOOTSTRAP_SEED })
     const evaluation = evalRecord(result)
     writeEval(evalPath(sub), [result])
     writeArrowFile(sub.run.path(PER_QUERY), tableOf(result.perQuery))
@@ -224,11 +225,11 @@ export interface SweepHooks {
 
 export async function runSweep(ctx: Context, settings: SweepSettings, pool: readonly PoolWorker[], hooks: SweepHooks = {}): Promise<SweepResult> {
   if (ctx.config.rounds !== 1) ctx.warn(`the sweep trains one round per K; rounds = ${ctx.config.rounds} is ignored`)
-  const images = await prepareImages(ctx)
+  const images = await prepareImages(ctx, (list) => void (settings.train && requireEvaluationSets(ctx.config, list, 'sweep')))
   if (images.classNames.length === 0) {
     throw new Error('sweep: K is judged against the true classes, and these images have none: set data.label_column (or use an image-folder tree)')
   }
-  const test = settings.train ? testSplit(images) : subset(images, TEST)
+  const sets = settings.train ? requireEvaluationSets(ctx.config, images, 'sweep') : null
   const embeddings = await embedImages(ctx, initialModel(ctx), subset(images, TRAIN), 'train')
   const plan = planSweep(settings, ctx.config.eval, ctx.config.cluster, embeddings.rows)
   const jobs: Job[] = plan.ks.flatMap((k) => Array.from({ length: plan.seeds }, (_, seed) => ({ k, seed })))
@@ -238,7 +239,7 @@ export async function runSweep(ctx: Context, settings: SweepSettings, pool: read
   )
   const result: SweepResult = {
     plan,
-    images: { train: images.split.length - test.ids.length, test: test.ids.length, classes: images.classNames.length },
+    images: { train: subset(images, TRAIN).ids.length, test: subset(images, TEST).ids.length, classes: images.classNames.length },
     clustered: embeddings.rows,
     runs: [],
     perQuery: new Map(),
@@ -248,11 +249,11 @@ export async function runSweep(ctx: Context, settings: SweepSettings, pool: read
     const sub = subRun(ctx, worker, job.k, job.seed)
     return runRecord(sub, job, (await clusterAt(sub, images, job)).summary)
   })
-  if (!plan.train) return result
+  if (!plan.train || !sets) return result
   await hooks.afterClustering?.(result)
 
-  for (const model of await baselineModels(ctx, images)) result.baselines.push(await evaluateModel(ctx, model, test, { seed: BOOTSTRAP_SEED }))
-  result.runs = await runJobs(pool, jobs, (worker, job) => trainAndEvaluate(subRun(ctx, worker, job.k, job.seed), images, test, job))
+  for (const model of await baselineModels(ctx, images)) result.baselines.push(await evaluateModel(ctx, model, sets, { seed: BOOTSTRAP_SEED }))
+  result.runs = await runJobs(pool, jobs, (worker, job) => trainAndEvaluate(subRun(ctx, worker, job.k, job.seed), images, sets, job))
   for (const run of result.runs) result.perQuery.set(run.dir, readPerQuery(ctx.run.path(run.dir)))
   return result
 }

@@ -1,6 +1,7 @@
-// `nfhm eval`: each model embeds the test split (cached), the worker finds
-// exact nearest neighbours, and the metrics are computed here from the
-// neighbour lists and the true labels, each with a bootstrap 95% interval.
+// `nfhm eval`: each model embeds the queries and the gallery of the run's
+// protocol (cached), the worker finds exact nearest neighbours, and the
+// metrics are computed here from the neighbour lists and the true labels,
+// each with a bootstrap 95% interval.
 import { join } from 'node:path'
 import type { Vector } from 'apache-arrow'
 import type { ModelSpec } from '../bridge/methods.js'
@@ -20,6 +21,7 @@ import type { Context } from '../run/context.js'
 import type { EvalRecord, Interval } from '../run/records.js'
 import { embedImages } from './embed.js'
 import type { Subset } from './images.js'
+import type { EvalSets } from './protocol.js'
 
 export interface ModelUnderTest {
   /** Row name in the tables, e.g. "random init", "round 1". */
@@ -29,10 +31,10 @@ export interface ModelUnderTest {
 
 /**
  * A model's eval.json entry and, for paired comparisons, what is not written
- * there: its per-query values of each metric, and its NMI on the whole test
- * set and on each half-sample (over `clusteredIds`, in that order); for the
+ * there: its per-query values of each metric, and its NMI on all evaluated
+ * images and on each half-sample (over `clusteredIds`, in that order); for the
  * report's pictures, each evaluated query's nearest images (in the per-query
- * values' order) and the worker paths of its test embedding shards.
+ * values' order) and the worker paths of its embedding shards (queries', then gallery's).
  */
 export interface ModelEval extends EvalRecord {
   perQuery: Record<string, Float64Array>
@@ -132,16 +134,24 @@ export async function searchMetrics(
 const outOfOrder = (queries: SearchSet) =>
   new Error(`the worker's neighbour lists do not follow the ${queries.ids.length} queries of ${queries.shards[0]} (and the shards after it) in order`)
 
-export async function evaluateModel(ctx: Context, model: ModelUnderTest, test: Subset, opts: EvalOptions = {}): Promise<ModelEval> {
-  const cfg = ctx.config.eval
-  const embeddings = await embedImages(ctx, model.spec, test, `test (${model.name})`)
-  const indexOf = new Map(Array.from(test.ids, (id, i) => [id, i]))
-  const labelOf = (id: number) => test.classIds[indexOf.get(id)!]!
-  // Shards keep input order, without the images that could not be read.
+/** A subset embedded by `model`, as one side of a search: shards keep input order, without the images that could not be read. */
+async function embedSide(ctx: Context, model: ModelUnderTest, images: Subset, role: string): Promise<SearchSet & { dir: string }> {
+  const embeddings = await embedImages(ctx, model.spec, images, `${role} (${model.name})`)
   const bad = new Set(embeddings.bad.map((b) => b.id))
-  const order = test.ids.filter((id) => !bad.has(id))
-  const labels = Int32Array.from(order, labelOf)
-  const { metrics, nearest } = await searchMetrics(ctx, { shards: embeddings.shards, ids: order, labels }, null, {
+  const kept = Array.from(images.ids.keys()).filter((i) => !bad.has(images.ids[i]!))
+  return { shards: embeddings.shards, ids: Int32Array.from(kept, (i) => images.ids[i]!), labels: Int32Array.from(kept, (i) => images.classIds[i]!), dir: embeddings.dir }
+}
+
+/**
+ * One model under the run's protocol: retrieval of the queries against the
+ * gallery (or among themselves), and NMI of k-means over every evaluated
+ * image (the queries and the gallery together).
+ */
+export async function evaluateModel(ctx: Context, model: ModelUnderTest, sets: EvalSets, opts: EvalOptions = {}): Promise<ModelEval> {
+  const cfg = ctx.config.eval
+  const queries = await embedSide(ctx, model, sets.queries, sets.gallery ? 'queries' : 'test')
+  const gallery = sets.gallery && (await embedSide(ctx, model, sets.gallery, 'gallery'))
+  const { metrics, nearest } = await searchMetrics(ctx, queries, gallery, {
     recallKs: cfg.recall_at,
     knnKs: cfg.knn_k,
     knnTemperature: cfg.knn_temperature,
@@ -154,10 +164,12 @@ export async function evaluateModel(ctx: Context, model: ModelUnderTest, test: S
   const bootstrap = { resamples: cfg.bootstrap, seed: opts.seed ?? 0 }
   const cis = bootstrapCIs(perQuery, bootstrap)
 
-  const nClasses = new Set(labels).size
-  const kMeansK = cfg.cluster_k ?? nClasses
+  const sides = gallery ? [queries, gallery] : [queries]
+  const classOf = new Map(sides.flatMap((side) => Array.from(side.ids, (id, i) => [id, side.labels[i]!] as const)))
+  const kMeansK = cfg.cluster_k ?? new Set(classOf.values()).size
+  const shards = sides.flatMap((side) => side.shards)
   const { tables: clusterTables } = await ctx.worker.call('cluster.kmeans', {
-    shards: embeddings.shards,
+    shards,
     k: kMeansK,
     spherical: true,
     niter: ctx.config.cluster.niter,
@@ -170,7 +182,7 @@ export async function evaluateModel(ctx: Context, model: ModelUnderTest, test: S
   })
   const assigned = clusterTables.assignments!
   const clusteredIds = assigned.getChild('id')!.toArray() as Int32Array
-  const truth = Int32Array.from(clusteredIds, labelOf)
+  const truth = Int32Array.from(clusteredIds, (id) => classOf.get(id)!)
   const predicted = assigned.getChild('cluster')!.toArray() as Int32Array
   const agreement = clusterAgreement(truth, predicted)
   const nmiSamples = halfSamples(
@@ -182,7 +194,9 @@ export async function evaluateModel(ctx: Context, model: ModelUnderTest, test: S
   return {
     name: model.name,
     model: model.spec,
-    embeddings: embeddings.dir,
+    protocol: sets.protocol,
+    embeddings: queries.dir,
+    ...(gallery ? { gallery_embeddings: gallery.dir } : {}),
     queries: metrics.evaluatedQueries.length,
     excluded_queries: metrics.excludedQueries,
     metrics: Object.fromEntries(Object.entries(cis).map(([name, ci]) => [name, interval(ci)])),
@@ -191,7 +205,7 @@ export async function evaluateModel(ctx: Context, model: ModelUnderTest, test: S
     nmiSamples,
     clusteredIds,
     nearest,
-    shards: embeddings.shards,
+    shards,
   }
 }
 

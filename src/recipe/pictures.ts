@@ -1,5 +1,5 @@
-// The report's pictures, computed in the eval stage from the run's own test
-// embeddings and neighbour lists: the nearest-neighbour grid (laid out here,
+// The report's pictures, computed in the eval stage from the run's own
+// evaluated embeddings and neighbour lists (queries and their gallery neighbours): the nearest-neighbour grid (laid out here,
 // drawn by the worker), Recall@1 per class, and a t-SNE map of the last
 // trained model's test embeddings (the worker's, on a seeded sample).
 import { recallAt1ByClass } from '../eval/per-class.js'
@@ -30,12 +30,13 @@ export async function evaluationPictures(
   const started = performance.now()
   const pictures: EvalPictures = {
     model: model.name,
+    protocol: model.protocol,
     grid: await neighbourGrid(ctx, images, results, model, seed),
     perClass: classRecall(images, results, model),
     map: await embeddingMapOf(ctx, images, model, seed),
   }
   const seconds = (performance.now() - started) / 1000
-  ctx.say(`pictures: neighbour grid, Recall@1 per class and a map of ${pictures.map.points.length.toLocaleString('en-US')} test embeddings in ${seconds.toFixed(1)} s`)
+  ctx.say(`pictures: neighbour grid, Recall@1 per class and a map of ${pictures.map.points.length.toLocaleString('en-US')} embeddings in ${seconds.toFixed(1)} s`)
   return pictures
 }
 

@@ -11,6 +11,7 @@ import { findBadImages, prepareImages, subset, type ImageList, type Subset } fro
 import { acceptBadImages, BadImagesError, embedImages } from './embed.js'
 import { evaluateModel, writeEval, evalPath, type ModelEval, type ModelUnderTest } from './evaluate.js'
 import { evaluationPictures } from './pictures.js'
+import { evaluatedCount, evaluationSets, noLabels } from './protocol.js'
 import { addVersus } from './versus.js'
 import { TEST, TRAIN } from './split.js'
 import { workerFilesExist, workerPath } from '../run/worker-files.js'
@@ -64,9 +65,11 @@ async function checkPlan(ctx: Context, images: ImageList, until: PipelineOptions
     throw new Error(`train.freeze = ${freeze}: ${ctx.config.model.name} has ${model.blocks} blocks; choose train.freeze between 0 and ${model.blocks}`)
   }
   if (until === 'train') return
-  const nTest = testSplit(images).ids.length
+  // A query or gallery filter that picks nothing throws here.
+  const sets = evaluationSets(ctx.config, images)
   const k = ctx.config.eval.cluster_k
-  if (k !== null && k > nTest) throw new Error(`eval.cluster_k = ${k}: larger than the number of test images (${nTest}); choose eval.cluster_k <= ${nTest}`)
+  const n = sets ? evaluatedCount(sets) : 0
+  if (sets && k !== null && k > n) throw new Error(`eval.cluster_k = ${k}: larger than the number of evaluated images (${n}); choose eval.cluster_k <= ${n}`)
 }
 
 export async function runPipeline(ctx: Context, opts: PipelineOptions): Promise<PipelineResult> {
@@ -74,7 +77,8 @@ export async function runPipeline(ctx: Context, opts: PipelineOptions): Promise<
   const train = subset(images, TRAIN)
   // Evaluation reads the test images only after training. Decode them now, so
   // that a bad one stops the run before any training, listed with the rest.
-  const testBad = opts.until === 'eval' ? await findBadImages(ctx, subset(images, TEST)) : []
+  const testOnly = subset(images, TEST, (i) => (images.split[i]! & TRAIN) === 0)
+  const testBad = opts.until === 'eval' ? await findBadImages(ctx, testOnly) : []
   const rounds: RoundResult[] = []
   let model = initialModel(ctx)
   for (let round = 1; round <= ctx.config.rounds; round++) {
@@ -97,26 +101,28 @@ export async function runPipeline(ctx: Context, opts: PipelineOptions): Promise<
   return { images, rounds, evaluation, pictures }
 }
 
-/** The models of a run, baselines first, under one protocol on the test split, and the report's pictures of the last. */
+/** The models of a run, baselines first, under the run's protocol, and the report's pictures of the last; none when no evaluated image has a label. */
 async function evaluateAll(ctx: Context, images: ImageList, rounds: RoundResult[]): Promise<{ evaluation: ModelEval[]; pictures: EvalPictures | null }> {
-  const test = testSplit(images)
+  const sets = evaluationSets(ctx.config, images)
+  if (!sets) {
+    ctx.manifest.evaluation = { skipped: noLabels(ctx.config) }
+    ctx.warn(`eval: skipped: ${noLabels(ctx.config)}`)
+    return { evaluation: [], pictures: null }
+  }
+  ctx.manifest.evaluation = sets.protocol
   const models = await baselineModels(ctx, images)
   const baselines = models.length
   for (const r of rounds) models.push({ name: `round ${r.round}`, spec: r.model })
   const seed = 0
   const results: ModelEval[] = []
-  for (const model of models) results.push(await evaluateModel(ctx, model, test, { seed }))
+  for (const model of models) results.push(await evaluateModel(ctx, model, sets, { seed }))
   addVersus(results, baselines, { resamples: ctx.config.eval.bootstrap, seed })
   writeEval(evalPath(ctx), results)
   return { evaluation: results, pictures: await evaluationPictures(ctx, images, results, baselines, seed) }
 }
 
-/** The test split, which evaluation cannot do without. */
-export function testSplit(images: ImageList): Subset {
-  const test = subset(images, TEST)
-  if (test.ids.length === 0) throw new Error('the test split is empty: set data.split to hold out images for evaluation')
-  return test
-}
+// bench/embed.ts takes the test split from here.
+export { testSplit } from './images.js'
 
 /** Pixel baselines compare images this small (or the model's input size, if smaller): tiny images keep the vectors short. */
 export const PIXEL_BASELINE_SIZE = 32

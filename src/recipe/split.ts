@@ -1,10 +1,18 @@
 // Train/test splits: by image (stratified by class), by class (disjoint
-// classes, as UNICOM's CUB protocol), or from a column of the input table.
-import type { Config } from '../config/schema.js'
+// classes, as UNICOM's CUB protocol), from a column of the input table, or
+// none (the whole collection: every image trained on, every labelled one tested).
+import { valueList, type Config } from '../config/schema.js'
 import { shuffle, Xoshiro128ss } from '../eval/prng.js'
+import type { EvaluatedImages } from '../run/records.js'
 
-export const TRAIN = 0
-export const TEST = 1
+/** Split flags are bits: an image of the whole collection is both. */
+export const TRAIN = 1
+export const TEST = 2
+export const BOTH = TRAIN | TEST
+
+export function evaluatedImages(split: Config['data']['split']): EvaluatedImages {
+  return split.by === 'none' ? 'whole collection' : 'test split'
+}
 
 function membersByClass(classIds: Int32Array): Map<number, number[]> {
   const groups = new Map<number, number[]>()
@@ -17,26 +25,33 @@ function membersByClass(classIds: Int32Array): Map<number, number[]> {
 }
 
 /**
- * One split flag (TRAIN or TEST) per image. `classIds` are -1 for unlabelled
- * images, which form one group of their own when stratifying.
+ * One split flag (TRAIN, TEST or BOTH) per image. `classIds` are -1 for
+ * unlabelled images: split by image, by class or none, they are only trained
+ * on, since a query without a label cannot be scored.
  */
 export function splitImages(split: Config['data']['split'], classIds: Int32Array, splitColumn: Array<string | null>): Uint8Array {
-  const flags = new Uint8Array(classIds.length)
+  const flags = new Uint8Array(classIds.length).fill(TRAIN)
   if (split.by === 'column') {
+    const [train, test] = [valueList(split.train), valueList(split.test)]
     const bad: string[] = []
     splitColumn.forEach((value, i) => {
-      if (value === split.test) flags[i] = TEST
-      else if (value !== split.train && bad.length < 5) bad.push(`row ${i + 1}: ${JSON.stringify(value)}`)
+      if (value !== null && test.includes(value)) flags[i] = TEST
+      else if ((value === null || !train.includes(value)) && bad.length < 5) bad.push(`row ${i + 1}: ${JSON.stringify(value)}`)
     })
     if (bad.length > 0) {
-      throw new Error(`split column "${split.column}" must hold "${split.train}" or "${split.test}"; found ${bad.join(', ')}`)
+      const allowed = [...train, ...test].map((v) => JSON.stringify(v)).join(', ')
+      throw new Error(`split column "${split.column}" must hold one of ${allowed}; found ${bad.join(', ')}`)
     }
     return flags
   }
+  if (split.by === 'none') {
+    classIds.forEach((c, i) => (flags[i] = c < 0 ? TRAIN : BOTH))
+    return flags
+  }
   const rng = Xoshiro128ss.fromSeed(split.seed)
-  const groups = [...membersByClass(classIds).entries()].sort(([a], [b]) => a - b)
+  const groups = [...membersByClass(classIds).entries()].filter(([c]) => c >= 0).sort(([a], [b]) => a - b)
   if (split.by === 'class') {
-    const classes = shuffle(groups.filter(([c]) => c >= 0).map(([c]) => c), rng)
+    const classes = shuffle(groups.map(([c]) => c), rng)
     const testClasses = new Set(classes.slice(0, Math.round(split.test_fraction * classes.length)))
     classIds.forEach((c, i) => (flags[i] = testClasses.has(c) ? TEST : TRAIN))
     return flags

@@ -1,6 +1,7 @@
 // The report's pictures of an evaluation: what the eval stage computes for
 // them (recipe/pictures.ts) and the report section that shows them: the
-// nearest-neighbour grid, Recall@1 per class, and a map of the test embeddings.
+// nearest-neighbour grid, Recall@1 per class, and a map of the evaluated embeddings.
+import type { EvalProtocol } from '../run/records.js'
 import { categoryBars, embeddingMap, type CategoryValue, type MapPoint } from './plots.js'
 
 export interface ClassRecallRow {
@@ -14,6 +15,8 @@ export interface ClassRecallRow {
 export interface EvalPictures {
   /** The model the pictures are of: the last trained one. */
   model: string
+  /** The protocol its queries, neighbours and embeddings come from. */
+  protocol: EvalProtocol
   /** pictures.sheet's PNG; null when no query could be scored. */
   grid: {
     png: Uint8Array
@@ -50,14 +53,17 @@ function worstClasses(pictures: EvalPictures): string {
 
 /** The section's markdown lines; `write` saves a file beside report.md and returns its name. */
 export async function picturesSection(pictures: EvalPictures, write: (name: string, content: string | Uint8Array) => string): Promise<string[]> {
-  const { model, grid, perClass, map } = pictures
-  const lines = ['## Pictures of the test split', '']
+  const { model, grid, perClass, map, protocol } = pictures
+  // "test" images are those of the test split; the whole collection's are all evaluated.
+  const test = protocol.images === 'test split' ? 'test' : 'evaluated'
+  const lines = [`## Pictures of ${protocol.images === 'test split' ? 'the test split' : 'the whole collection'}`, '']
   if (grid) {
     const beside = grid.baseline ? ` and under ${grid.baseline}, the strongest baseline on MAP@R` : ''
+    const neighbours = protocol.by === 'column' ? 'gallery images' : `${test} images`
     lines.push(
       '### Nearest neighbours',
       '',
-      `Each row is a test query (blue frame) and its ${grid.neighbours} nearest test images under ${model}${beside}; ` +
+      `Each row is a ${protocol.images === 'test split' ? 'test query' : 'query'} (blue frame) and its ${grid.neighbours} nearest ${neighbours} under ${model}${beside}; ` +
         "a green frame marks an image of the query's class, an orange-red one another class. " +
         `The rows: the ${grid.perGroup} queries with the highest MAP@R under ${model}, the ${grid.perGroup} with the lowest, ` +
         `and ${grid.perGroup} others at random (seed ${grid.seed}).`,
@@ -83,14 +89,14 @@ export async function picturesSection(pictures: EvalPictures, write: (name: stri
     '',
   )
   const n = map.points.length.toLocaleString('en-US')
-  const sample = map.points.length < map.of ? `${n} of the ${map.of.toLocaleString('en-US')} test embeddings` : `the ${n} test embeddings`
+  const sample = map.points.length < map.of ? `${n} of the ${map.of.toLocaleString('en-US')} ${test} embeddings` : `the ${n} ${test} embeddings`
   lines.push(
-    '### Map of the test embeddings',
+    `### Map of the ${test} embeddings`,
     '',
     `t-SNE (scikit-learn) of ${sample} of ${model}${map.points.length < map.of ? ` (a seeded sample, seed ${map.seed})` : ''}, coloured by true class: ` +
       'images the model finds alike lie close together; distances between distant groups mean little.',
     '',
-    `![map of the test embeddings](${write('embedding-map.svg', await embeddingMap(map.points, { title: `t-SNE map of ${sample}, ${model}` }))})`,
+    `![map of the ${test} embeddings](${write('embedding-map.svg', await embeddingMap(map.points, { title: `t-SNE map of ${sample}, ${model}` }))})`,
     '',
   )
   return lines

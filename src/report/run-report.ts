@@ -2,7 +2,7 @@
 import { join, relative } from 'node:path'
 import { writeFileAtomic } from '../run/atomic.js'
 import type { Context } from '../run/context.js'
-import { readMetrics, type ClusterSummary, type EvalRecord, type TrainSummary } from '../run/records.js'
+import { readMetrics, type ClusterSummary, type EvalProtocol, type EvalRecord, type EvaluatedImages, type TrainSummary } from '../run/records.js'
 import type { StageRecord } from '../run/run-dir.js'
 import { headline } from './headline.js'
 import { HEADLINE } from './names.js'
@@ -76,6 +76,21 @@ export function stageTable(stages: Readonly<Record<string, StageRecord>>): strin
   return markdownTable(columns, rows)
 }
 
+/** An evaluation's protocol in words: which images query which, and what R is. */
+export function describeProtocol(p: EvalProtocol): string {
+  const where = p.images === 'whole collection' ? 'the whole collection (every image was also trained on, labels unused)' : 'the test split'
+  const unlabelled = p.unlabelled > 0 ? ` ${p.unlabelled.toLocaleString('en-US')} unlabelled image(s) were left out.` : ''
+  if (p.by === 'all') {
+    return `Every labelled image of ${where} is a query against all the others (UNICOM protocol); R = the other images of its class.${unlabelled}`
+  }
+  const holding = (values: readonly string[]) => `${p.column} = ${values.map((v) => `"${v}"`).join(' or ')}`
+  return (
+    `Queries against a gallery, among the labelled images of ${where}: the ${p.query_images.toLocaleString('en-US')} with ${holding(p.query!)} ` +
+    `search the ${p.gallery_images!.toLocaleString('en-US')} with ${holding(p.gallery!)}; R = the gallery images of the query's class, ` +
+    'and a query whose class is not in the gallery is left out.' + unlabelled
+  )
+}
+
 export function evalTextTable(results: readonly EvalRecord[]): string {
   const { columns, rows } = evalRows(results)
   return textTable(columns, rows)
@@ -88,25 +103,33 @@ export async function writeReport(ctx: Context, result: RunResult): Promise<stri
     return name
   }
   const lines: string[] = [`# nfhm run: ${ctx.config.name}`, '']
-  const inputs = ctx.manifest.inputs as { images: number; classes: number; train: number; test: number; source: string } | undefined
+  const inputs = ctx.manifest.inputs as { images: number; classes: number; unlabelled: number; train: number; test: number; evaluated: EvaluatedImages; source: string } | undefined
   if (inputs) {
+    const n = (count: number) => count.toLocaleString('en-US')
+    const unlabelled = inputs.unlabelled > 0 ? `, ${n(inputs.unlabelled)} unlabelled` : ''
+    const use =
+      inputs.evaluated === 'whole collection'
+        ? `the whole collection: all ${n(inputs.train)} for training (their labels unused), and the ${n(inputs.test)} labelled ones, the same images, for evaluation`
+        : `${n(inputs.train)} for training (their labels unused), ${n(inputs.test)} for evaluation`
     lines.push(
-      `${inputs.images.toLocaleString('en-US')} images from \`${inputs.source}\` (${inputs.classes} classes): ` +
-        `${inputs.train.toLocaleString('en-US')} for training (their labels unused), ${inputs.test.toLocaleString('en-US')} for evaluation. ` +
+      `${n(inputs.images)} images from \`${inputs.source}\` (${inputs.classes} classes${unlabelled}): ${use}. ` +
         `Model \`${ctx.config.model.name}\` (${ctx.config.model.weights ? `weights \`${ctx.config.model.weights}\`` : 'random init'}), ` +
         `${ctx.config.rounds} round(s) of embed -> k-means -> train.`,
       '',
     )
   }
 
+  const skipped = (ctx.manifest.evaluation as { skipped?: string } | undefined)?.skipped
+  if (skipped) lines.push('## Retrieval', '', `Not evaluated: ${skipped}.`, '')
   if (result.evaluation.length > 0) {
     const { columns, rows } = evalRows(result.evaluation)
-    lines.push('## Retrieval on the test split', '')
+    const protocol = result.evaluation[0]!.protocol
+    lines.push(`## Retrieval on ${protocol.images === 'test split' ? 'the test split' : 'the whole collection'}`, '')
     const sentence = headline(result.evaluation)
     if (sentence) lines.push(`**${sentence}**`, '')
     lines.push(
-      'Means over test queries with bootstrap 95% intervals; every test image is a query against all others (UNICOM protocol). ' +
-        'NMI: k-means of the test embeddings against the true classes, corrected for its small-sample bias, with a half-sampling interval (docs/evaluation.md).',
+      `Means over queries with bootstrap 95% intervals. ${describeProtocol(protocol)} ` +
+        'NMI: k-means of the embeddings of every evaluated image (queries and gallery) against the true classes, corrected for its small-sample bias, with a half-sampling interval (docs/evaluation.md).',
       '',
     )
     lines.push(markdownTable(columns, rows), '')

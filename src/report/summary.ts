@@ -6,5 +6,6 @@ import { evalTextTable, writeReport, type RunResult } from './run-report.js'
 export async function printSummary(ctx: Context, result: RunResult): Promise<void> {
   const report = await writeReport(ctx, result)
   const sentence = headline(result.evaluation)
-  process.stdout.write(`${evalTextTable(result.evaluation)}\n\n${sentence ? `${sentence}\n\n` : ''}report: ${report}\n`)
+  const table = result.evaluation.length > 0 ? `${evalTextTable(result.evaluation)}\n\n` : ''
+  process.stdout.write(`${table}${sentence ? `${sentence}\n\n` : ''}report: ${report}\n`)
 }

@@ -63,13 +63,35 @@ export interface ClusterSummary {
   agreement: ClusterAgreement | null
 }
 
+/** What evaluation scores: images held out, or (data.split none) the very images trained on, labels unused. */
+export type EvaluatedImages = 'test split' | 'whole collection'
+
+/** How a run was evaluated (eval.protocol over the evaluated images); each eval.json entry holds it. */
+export interface EvalProtocol {
+  images: EvaluatedImages
+  by: 'all' | 'column'
+  /** With `by: column`: the column and the values that pick queries and gallery images. */
+  column?: string
+  query?: string[]
+  gallery?: string[]
+  query_images: number
+  /** null: the queries are the gallery, each query's own image left out. */
+  gallery_images: number | null
+  /** Evaluated images without a label: never queried, not in the gallery, not clustered. */
+  unlabelled: number
+}
+
 export type Interval = Pick<ConfidenceInterval, 'estimate' | 'lower' | 'upper'>
 
 /** One model's entry in eval.json. */
 export interface EvalRecord {
   name: string
   model: ModelSpec
+  protocol: EvalProtocol
+  /** The queries' embeddings (all evaluated images' when they are the gallery). */
   embeddings: string
+  /** Only with a separate gallery: its embeddings. */
+  gallery_embeddings?: string
   queries: number
   excluded_queries: number
   metrics: Record<string, Interval>

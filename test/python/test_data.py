@@ -17,7 +17,16 @@ from nfhm.core.images import BadImage, ImageDataset, collate_images, open_rgb
 from nfhm.core.transforms import EvalTransform
 from worker_calls import call, call_error
 
-SCAN = {"table": None, "folder": None, "image_root": None, "path_column": "path", "label_column": None, "split_column": None}
+SCAN = {
+    "table": None,
+    "folder": None,
+    "image_root": None,
+    "path_column": "path",
+    "label_column": None,
+    "split_column": None,
+    "group_column": None,
+    "label_type": "name",
+}
 
 
 def write_csv(path, text: str) -> str:
@@ -43,9 +52,9 @@ def test_csv_joins_relative_paths_to_image_root_and_keeps_absolute_ones(tmp_path
     assert result == {"rows": 3, "source": table, "sha256": sha256, "skipped_folders": []}
     assert images.schema.field("path").type == pa.string()
     assert images.to_pylist() == [
-        {"path": "/data/root/img/a.jpg", "label": "3", "split": "train"},
-        {"path": "/abs/b.png", "label": "17", "split": None},
-        {"path": "/data/root/img/c.jpg", "label": None, "split": "test"},
+        {"path": "/data/root/img/a.jpg", "label": "3", "split": "train", "group": None},
+        {"path": "/abs/b.png", "label": "17", "split": None, "group": None},
+        {"path": "/data/root/img/c.jpg", "label": None, "split": "test", "group": None},
     ]
 
 
@@ -54,8 +63,8 @@ def test_relative_paths_default_to_the_tables_folder_and_labels_become_strings(t
     pq.write_table(pa.table({"path": ["x/1.png", "2.png"], "label": [4, 5], "other": [1.5, 2.5]}), path)
     _, tables = scan(table=str(path), label_column="label")
     assert tables["images"].to_pylist() == [
-        {"path": str(tmp_path / "x" / "1.png"), "label": "4", "split": None},
-        {"path": str(tmp_path / "2.png"), "label": "5", "split": None},
+        {"path": str(tmp_path / "x" / "1.png"), "label": "4", "split": None, "group": None},
+        {"path": str(tmp_path / "2.png"), "label": "5", "split": None, "group": None},
     ]
 
 
@@ -80,8 +89,13 @@ def test_a_csv_with_a_byte_order_mark_and_numeric_looking_paths_reads_as_text(tm
         ({"table": "/nowhere/images.csv"}, "FileNotFoundError", ["/nowhere/images.csv", "not found"]),
         ({"table": "TABLE.xlsx"}, "ValueError", ["TABLE.xlsx", "'.xlsx'", ".csv", ".parquet"]),
         ({"table": "TABLE", "path_column": "filename"}, "ValueError", ["TABLE", "'filename'", "['path', 'label']"]),
-        ({"table": "TABLE", "label_column": "species"}, "ValueError", ["TABLE", "label column 'species'", "['path', 'label']"]),
-        ({"table": "TABLE", "split_column": "fold"}, "ValueError", ["TABLE", "split column 'fold'"]),
+        (
+            {"table": "TABLE", "label_column": "species"},
+            "ValueError",
+            ["TABLE", "no column 'species' (data.label_column)", "['path', 'label']"],
+        ),
+        ({"table": "TABLE", "split_column": "fold"}, "ValueError", ["TABLE", "no column 'fold' (data.split.column)"]),
+        ({"table": "TABLE", "group_column": "domain"}, "ValueError", ["TABLE", "no column 'domain' (eval.protocol.column)"]),
         ({"table": None}, "ValueError", ["exactly one of"]),
         ({"table": "TABLE", "folder": "/x"}, "ValueError", ["exactly one of"]),
     ],
@@ -128,12 +142,25 @@ def test_missing_paths_name_the_rows(tmp_path):
     assert table in message and "'path'" in message and "rows 3, 4" in message
 
 
-def test_labels_mixing_numbers_and_text_name_examples_of_each(tmp_path):
+def test_labels_are_names_numbers_and_text_alike(tmp_path):
+    rows = "a.png,+1,x\nb.png,-1,y\nc.png,100,x\nd.png,1,y\ne.png,cat,\nf.png, ,x\n"
+    table = write_csv(tmp_path / "names.csv", "path,label,domain\n" + rows)
+    images = scan(table=table, label_column="label", group_column="domain")[1]["images"]
+    # "+1" and "1" are two names; a blank label is no label.
+    assert images["label"].to_pylist() == ["+1", "-1", "100", "1", "cat", None]
+    assert images["group"].to_pylist() == ["x", "y", "x", "y", None, "x"]
+
+
+def test_number_labels_are_one_class_per_value_and_refuse_text(tmp_path):
+    rows = "a.png,+1\nb.png,1.0\nc.png,-1\nd.png,1e2\ne.png,0.5\nf.png,\n"
+    table = write_csv(tmp_path / "numbers.csv", "path,label\n" + rows)
+    images = scan(table=table, label_column="label", label_type="number")[1]["images"]
+    assert images["label"].to_pylist() == ["1", "1", "-1", "100", "0.5", None]
     table = write_csv(tmp_path / "mixed.csv", "path,label\na.png,1\nb.png,2.5\nc.png,cat\nd.png,\n")
-    message = call_error("data.scan", {**SCAN, "table": table, "label_column": "label"})["message"]
-    assert table in message and "'label'" in message
-    assert "numbers in rows 2, 3 (e.g. '1')" in message
-    assert "text in row 4 (e.g. 'cat')" in message
+    params = {**SCAN, "table": table, "label_column": "label", "label_type": "number"}
+    message = call_error("data.scan", params)["message"]
+    assert table in message and "'label'" in message and "data.label_type is 'number'" in message
+    assert "row 4 (e.g. 'cat')" in message and "data.label_type: name" in message
 
 
 def test_unreadable_tables_are_reported_with_their_name(tmp_path):
@@ -155,10 +182,10 @@ def test_folder_tree_labels_come_from_sub_folders_sorted(tmp_path):
         (tmp_path / rel).write_bytes(b"x" * len(rel))
     result, tables = scan(folder=str(tmp_path))
     assert tables["images"].to_pylist() == [
-        {"path": str(tmp_path / "a/x.TIFF"), "label": "a", "split": None},
-        {"path": str(tmp_path / "a/z/deep.webp"), "label": "a", "split": None},
-        {"path": str(tmp_path / "b/1.jpg"), "label": "b", "split": None},
-        {"path": str(tmp_path / "b/2.PNG"), "label": "b", "split": None},
+        {"path": str(tmp_path / "a/x.TIFF"), "label": "a", "split": None, "group": None},
+        {"path": str(tmp_path / "a/z/deep.webp"), "label": "a", "split": None, "group": None},
+        {"path": str(tmp_path / "b/1.jpg"), "label": "b", "split": None, "group": None},
+        {"path": str(tmp_path / "b/2.PNG"), "label": "b", "split": None, "group": None},
     ]
     assert result["rows"] == 4 and result["source"] == str(tmp_path)
     assert scan(folder=str(tmp_path))[0]["sha256"] == result["sha256"]

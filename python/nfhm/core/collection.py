@@ -1,7 +1,8 @@
 """A collection's image list: a table (CSV, TSV or Parquet) with an image-path column and
-optional label and split columns, or a folder tree with one sub-folder per class. Both become
-a table of layout `scanned_images` (path, label, split). Every problem a user can fix names the
-file and the rows.
+optional label, split and group (query/gallery) columns, or a folder tree with one sub-folder
+per class. Both become a table of layout `scanned_images` (path, label, split, group). Labels are
+names (stripped text) unless the label type is "number". Every problem a user can fix names the
+file, the config field and the rows.
 """
 
 from __future__ import annotations
@@ -21,8 +22,20 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 DELIMITERS = {".csv": ",", ".tsv": "\t"}  # text tables; ".parquet" is the binary one
 EXAMPLES = 5  # rows named in one error message
 IMAGES_SCHEMA = pa.schema(
-    [pa.field("path", pa.string(), nullable=False), pa.field("label", pa.string()), pa.field("split", pa.string())]
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("label", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("group", pa.string()),
+    ]
 )
+# The config field that names each role's column, for errors.
+COLUMN_FIELDS = {
+    "path": "data.path_column",
+    "label": "data.label_column",
+    "split": "data.split.column",
+    "group": "eval.protocol.column",
+}
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
@@ -109,20 +122,30 @@ def _require_unique(path: str, column: str, resolved: list[str], rows: RowNumber
         )
 
 
-def _require_one_label_kind(path: str, column: str, labels: list[str | None], rows: RowNumbers) -> None:
-    """Labels that are partly numbers and partly words are usually a data-entry slip."""
-    numeric = [i for i, v in enumerate(labels) if v is not None and _NUMBER.fullmatch(v.strip())]
-    textual = [i for i, v in enumerate(labels) if v is not None and not _NUMBER.fullmatch(v.strip())]
-    if numeric and textual:
+def _as_numbers(path: str, column: str, labels: list[str | None], rows: RowNumbers) -> list[str | None]:
+    """Number labels in one spelling per value ("+1", "1" and "1.0" are one class); text is refused."""
+    textual = [i for i, v in enumerate(labels) if v is not None and not _NUMBER.fullmatch(v)]
+    if textual:
         raise ValueError(
-            f"{path}: column {column!r} mixes numbers and text ({rows.note}): numbers in "
-            f"{rows.name(numeric)} (e.g. {labels[numeric[0]]!r}), text in {rows.name(textual)} "
-            f"(e.g. {labels[textual[0]]!r}). Write every label the same way"
+            f"{path}: column {column!r} holds text where data.label_type is 'number' ({rows.note}): "
+            f"{rows.name(textual)} (e.g. {labels[textual[0]]!r}). Set data.label_type: name to use "
+            "every label as a name"
         )
+    return [None if v is None else _canonical_number(float(v)) for v in labels]
+
+
+def _canonical_number(value: float) -> str:
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def scan_table(
-    path: str, image_root: str | None, path_column: str, label_column: str | None, split_column: str | None
+    path: str,
+    image_root: str | None,
+    path_column: str,
+    label_column: str | None,
+    split_column: str | None,
+    group_column: str | None,
+    label_type: str,
 ) -> pa.Table:
     """The `images` table of a CSV/TSV/Parquet file. Relative paths are joined to `image_root`
     (default: the table's own folder); absolute ones are kept."""
@@ -135,10 +158,10 @@ def scan_table(
         available = _table_columns(path)
     except (pa.ArrowInvalid, OSError, csv.Error) as e:
         raise _unreadable(path, e) from None
-    wanted = {"path": path_column, "label": label_column, "split": split_column}
+    wanted = {"path": path_column, "label": label_column, "split": split_column, "group": group_column}
     for role, column in wanted.items():
         if column is not None and column not in available:
-            raise ValueError(f"{path}: no {role} column {column!r}; the columns are {available}")
+            raise ValueError(f"{path}: no column {column!r} ({COLUMN_FIELDS[role]}); the columns are {available}")
     columns = list(dict.fromkeys(c for c in wanted.values() if c is not None))
     try:
         table = _read_columns(path, columns)
@@ -155,13 +178,13 @@ def scan_table(
     _require_unique(path, path_column, resolved, rows)
 
     out: dict[str, Any] = {"path": resolved}
-    for role in ("label", "split"):
+    for role in ("label", "split", "group"):
         column = wanted[role]
         values = _as_text(table[column]).to_pylist() if column is not None else [None] * table.num_rows
         # Stripped, so "wren " and "wren" are one class; blank means absent.
         out[role] = [(v.strip() or None) if v is not None else None for v in values]
-    if label_column is not None:
-        _require_one_label_kind(path, label_column, out["label"], rows)
+    if label_column is not None and label_type == "number":
+        out["label"] = _as_numbers(path, label_column, out["label"], rows)
     return pa.table(out, schema=IMAGES_SCHEMA)
 
 
@@ -233,5 +256,6 @@ def scan_folder(folder: str) -> tuple[pa.Table, str, list[dict[str, str]]]:
     for parts in found:
         paths.append(os.path.join(root, *parts))
         digest.update(f"{'/'.join(parts)}\t{os.path.getsize(paths[-1])}\n".encode())
-    table = pa.table({"path": paths, "label": [p[0] for p in found], "split": [None] * len(found)}, schema=IMAGES_SCHEMA)
+    none = [None] * len(found)
+    table = pa.table({"path": paths, "label": [p[0] for p in found], "split": none, "group": none}, schema=IMAGES_SCHEMA)
     return table, digest.hexdigest(), skipped

@@ -145,8 +145,14 @@ class VisionTransformer(PartlyFrozen, nn.Module):
         super().__init__()
         self.config = config
         self.image_size = image_size or config.image_size
-        if self.image_size % config.patch_size:
-            raise ValueError(f"image size {self.image_size} is not a multiple of patch size {config.patch_size}")
+        patch = config.patch_size
+        if self.image_size % patch or self.image_size < patch:
+            below, above = self.image_size // patch * patch, (self.image_size // patch + 1) * patch
+            nearest = " and ".join(str(s) for s in (below, above) if s >= patch)
+            raise ValueError(
+                f"model.image_size={self.image_size} is not a multiple of the patch size {patch}: "
+                f"the nearest sizes this model takes are {nearest} (its native size is {config.image_size})"
+            )
         self.num_tokens = (self.image_size // config.patch_size) ** 2
         width = config.width
         self.patch_embed = PatchEmbedding(config.patch_size, width)

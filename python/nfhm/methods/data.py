@@ -24,11 +24,13 @@ def scan(
     path_column: str,
     label_column: str | None,
     split_column: str | None,
+    group_column: str | None,
+    label_type: str,
 ) -> tuple[Result, Tables]:
     if (table is None) == (folder is None):
         raise ValueError("data.scan needs exactly one of `table` (a CSV/TSV/Parquet file) or `folder`")
     if table is not None:
-        images = scan_table(table, image_root, path_column, label_column, split_column)
+        images = scan_table(table, image_root, path_column, label_column, split_column, group_column, label_type)
         source, sha256, skipped = table, sha256_file(table), []
     else:
         images, sha256, skipped = scan_folder(folder)
