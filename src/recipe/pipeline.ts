@@ -121,9 +121,6 @@ async function evaluateAll(ctx: Context, images: ImageList, rounds: RoundResult[
   return { evaluation: results, pictures: await evaluationPictures(ctx, images, results, baselines, seed) }
 }
 
-// bench/embed.ts takes the test split from here.
-export { testSplit } from './images.js'
-
 /** Pixel baselines compare images this small (or the model's input size, if smaller): tiny images keep the vectors short. */
 export const PIXEL_BASELINE_SIZE = 32
 
