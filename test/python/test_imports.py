@@ -92,11 +92,19 @@ def test_no_import_circle() -> None:
 def test_a_circle_would_be_found() -> None:
     graph = import_graph()
     graph["nfhm.core.atomic"] = graph["nfhm.core.atomic"] | {"nfhm.core.shards"}  # shards -> table_files -> atomic
-    assert find_cycle(graph) == ["nfhm.core.atomic", "nfhm.core.shards", "nfhm.core.table_files", "nfhm.core.atomic"]
+    cycle = find_cycle(graph)  # where the walk enters the circle depends on what imports it
+    assert cycle is not None and cycle[0] == cycle[-1]
+    assert set(cycle) == {"nfhm.core.atomic", "nfhm.core.shards", "nfhm.core.table_files"}
 
 
 def test_imports_point_one_way_rpc_methods_core() -> None:
-    allowed = {"core": {"core", "nfhm"}, "methods": {"methods", "core", "nfhm"}, "rpc": {"rpc", "methods", "core", "nfhm"}}
+    # api (the notebook API) sits beside methods, above core, and needs no RPC.
+    allowed = {
+        "core": {"core", "nfhm"},
+        "methods": {"methods", "core", "nfhm"},
+        "rpc": {"rpc", "methods", "core", "nfhm"},
+        "api": {"core", "nfhm"},
+    }
     wrong = [
         f"{source} imports {target}"
         for source, targets in import_graph().items()

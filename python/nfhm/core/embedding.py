@@ -18,18 +18,25 @@ def embed_images(
     loaded: LoadedModel, paths: list[str], batch_size: int, loader_workers: int, precision: str
 ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     """(vectors (n, E) float32, readable (n,) bool, reasons by index) for the images at `paths`."""
+    return embed_dataset(loaded, ImageDataset(paths, loaded.transform), batch_size, loader_workers, precision)
+
+
+def embed_dataset(
+    loaded: LoadedModel, images: ImageDataset, batch_size: int, loader_workers: int, precision: str
+) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """`embed_images` over any ImageDataset (nfhm.api's also takes PIL images)."""
     policy = Precision.from_name(precision, loaded.device)
     cuda = loaded.device.type == "cuda"
     batches = DataLoader(
-        ImageDataset(paths, loaded.transform),
+        images,
         batch_size=batch_size,
         num_workers=loader_workers,
         pin_memory=cuda,
         collate_fn=collate_images,
         worker_init_fn=die_with_this_process(),
     )
-    vectors = np.zeros((len(paths), loaded.embedding_size), np.float32)
-    good = np.zeros(len(paths), bool)
+    vectors = np.zeros((len(images), loaded.embedding_size), np.float32)
+    good = np.zeros(len(images), bool)
     reasons: dict[int, str] = {}
     with torch.inference_mode(), cores_shared(loader_workers):
         for batch in batches:
