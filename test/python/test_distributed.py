@@ -58,6 +58,8 @@ TRAIN = {
     "resume": None,
 }
 SCHEDULE = {"lr": [[1e-3, 5e-3]] * 3, "beta1": [[0.9, 0.9]] * 3}  # 3 steps per call; 4 steps per epoch
+# The model card only: the other formats are test_export.py's.
+EXPORT = {"model": MODEL, "round": 1, "formats": {"safetensors": False, "onnx": False}}
 # The first block frozen and no augmentation: the frozen part's output is cached (each rank keeps
 # what it has seen, so the second epoch mixes cached and new images).
 FROZEN = {
@@ -178,11 +180,11 @@ def lead(registry: Registry, state: WorkerState, out: Path) -> dict[str, Any]:
         call("train.checkpoint", {"path": str(out / "two-ranks.pt")})
         resumed = call("train.start", {**TRAIN, "resume": str(out / "two-ranks.pt")}, {"train": table})[0]
         losses += call("train.steps", SCHEDULE)[0]["loss"]
-        call("train.export", {"model_path": str(out / "two-model.pt"), "centroids_path": str(out / "two-centres.npy")})
+        call("train.export", {**EXPORT, "model_path": str(out / "two-model.pt"), "centroids_path": str(out / "two-centres.npy")})
         failure = run(state, "train.steps", SCHEDULE, {})[0]  # no session any more, on either rank
         call("train.start", FROZEN, {"train": table})
         frozen_losses = call("train.steps", SCHEDULE)[0]["loss"] + call("train.steps", SCHEDULE)[0]["loss"]
-        call("train.export", {"model_path": str(out / "frozen-model.pt"), "centroids_path": str(out / "frozen-centres.npy")})
+        call("train.export", {**EXPORT, "model_path": str(out / "frozen-model.pt"), "centroids_path": str(out / "frozen-centres.npy")})
     finally:
         torchrun.release_followers()
     return {
@@ -256,7 +258,7 @@ def one_process_training(
     for _ in range(calls):
         losses += call("train.steps", SCHEDULE, {}, state)[0]["loss"]
     model, centres = folder / "model.pt", folder / "centres.npy"
-    call("train.export", {"model_path": str(model), "centroids_path": str(centres)}, {}, state)
+    call("train.export", {**EXPORT, "model_path": str(model), "centroids_path": str(centres)}, {}, state)
     return losses, model, centres
 
 
