@@ -34,10 +34,10 @@ export function writeJsonAtomic(path: string, value: unknown): void {
   writeFileAtomic(path, JSON.stringify(value, null, 2) + '\n')
 }
 
-/** Appends to a log (metrics.jsonl); its readers skip a last line cut short. */
-export function appendToFile(path: string, text: string): void {
+/** Appends to a log (metrics.jsonl, TensorBoard's event files); its readers skip a last record cut short. */
+export function appendToFile(path: string, data: string | Uint8Array): void {
   try {
-    appendFileSync(path, text)
+    appendFileSync(path, data)
   } catch (e) {
     throw writeError(path, e)
   }
