@@ -47,6 +47,16 @@ export const tableLayouts = {
     col('ids', 'fixed_size_list<int32>'),
     col('similarities', 'fixed_size_list<float32>'),
   ],
+  /** Images to embed into an embeddings file (`nfhm embed`): the label when the input has labels. */
+  labelled_images: [col('id', 'int32'), col('path', 'utf8', { workerPath: true }), col('label', 'utf8', { required: false, nullable: true })],
+  /** `nfhm search`'s answer: one row per (query, rank), nearest first. */
+  search_results: [
+    col('query', 'utf8'),
+    col('rank', 'int32'),
+    col('path', 'utf8'),
+    col('label', 'utf8', { nullable: true }),
+    col('score', 'float32'),
+  ],
   /** A 2-D map of embeddings (pictures.map): each image's coordinates. */
   map_points: [col('id', 'int32'), col('x', 'float32'), col('y', 'float32')],
 } as const satisfies Record<string, readonly ColumnLayout[]>

@@ -15,8 +15,9 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from .images import UnreadableImage, open_rgb
 
-# Okabe and Ito's blue, bluish green and vermillion: told apart with the common colour blindnesses.
-FRAMES = {"query": (0, 114, 178), "right": (0, 158, 115), "wrong": (213, 94, 0)}
+# Okabe and Ito's blue, bluish green and vermillion: told apart with the common colour blindnesses;
+# grey: a neighbour whose label or whose query's label is unknown.
+FRAMES = {"query": (0, 114, 178), "right": (0, 158, 115), "wrong": (213, 94, 0), "neighbour": (153, 153, 153)}
 UNREADABLE = (200, 200, 200)
 BORDER = 3  # frame width around a thumbnail
 GAP = 4  # between cells of a group

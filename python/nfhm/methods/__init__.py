@@ -6,7 +6,7 @@ the RPC layer (nfhm/rpc/registry.py) serves them.
 
 from __future__ import annotations
 
-from . import cluster, data, embed, files, pictures, search, train
+from . import cluster, data, embed, embeddings, files, index, pictures, search, train
 from .handler import MethodTable, gather
 
-BUILT_IN: MethodTable = gather((data, embed, cluster, search, train, files, pictures))
+BUILT_IN: MethodTable = gather((data, embed, embeddings, cluster, search, index, train, files, pictures))

@@ -1,4 +1,5 @@
-"""`model.describe` and `embed.shard`: what a model spec resolves to, and embedding image files with it.
+"""`model.resolve`, `model.describe` and `embed.shard`: a model source made into a spec, what a
+model spec resolves to, and embedding image files with it.
 
 The model is kept in the worker's state so consecutive shards reuse it, and runs on this rank's
 device (CUDA when there is one).
@@ -15,10 +16,13 @@ import numpy as np
 
 from ..core.digest import sha256_file
 from ..core.embedding import embed_images
+from ..core.efficientnet_lite import VARIANTS
 from ..core.freeze import freezable_blocks
+from ..core.model import CONFIGS
 from ..core.model_spec import LoadedModel, ModelSpec, build_model, weights_file
 from ..core.atomic import atomic_path
 from ..core.shards import embedding_table, read_embeddings
+from ..core.sources import ModelSourceError, resolve_model
 from ..core.table_files import write_table_file
 from ..core.train_step import min_train_batch
 from ..core.world import gather_to_leader, part, world
@@ -56,6 +60,20 @@ def weights_sha256(state: WorkerState, weights: str | None) -> str | None:
     if key not in state.weights_sha256:
         state.weights_sha256[key] = sha256_file(weights)
     return state.weights_sha256[key]
+
+
+def resolve(state: WorkerState, tables: Tables, *, source: dict[str, str]) -> Result:
+    """A trained_model.pt, run directory or UNICOM release file (`path`, which a remote worker
+    confines), or a model name (`name`, never looked up as a file here)."""
+    if "path" in source:
+        found = resolve_model(source["path"])
+    elif source["name"] in CONFIGS or source["name"] in VARIANTS:
+        found = resolve_model(source["name"])
+    else:
+        raise ModelSourceError(
+            f"{source['name']}: not a model name nfhm knows ({', '.join([*CONFIGS, *VARIANTS])}), nor a file or folder here"
+        )
+    return {"kind": found.kind, "spec": found.spec, "identity": found.identity}
 
 
 def describe(state: WorkerState, tables: Tables, *, model: ModelSpec) -> Result:
@@ -121,5 +139,5 @@ def mean(state: WorkerState, tables: Tables, *, shards: list[str], out: str) -> 
     return {"rows": int(vectors.shape[0]), "dim": int(vectors.shape[1])}
 
 
-METHODS: dict[str, Handler] = {"model.describe": describe, "embed.shard": embed_shard, "embed.mean": mean}
+METHODS: dict[str, Handler] = {"model.resolve": resolve, "model.describe": describe, "embed.shard": embed_shard, "embed.mean": mean}
 COLLECTIVE = frozenset({"embed.shard"})
