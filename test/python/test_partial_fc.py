@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from nfhm.core.losses import CombinedMarginLoss
 from nfhm.core.partial_fc import PartialFC_V2
 from float32 import assert_float32_close
-from ports import free_port
 
 EMBEDDING = 16
 LR = 0.5
@@ -72,9 +71,10 @@ def run_case(case: dict[str, Any], rank: int, world_size: int) -> dict[str, torc
     )
 
 
-def _distributed_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+def _distributed_worker(rank: int, world_size: int, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    # A file rendezvous: no port that another process could take first.
+    dist.init_process_group("gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=world_size)
     try:
         results = {name: run_case(case, rank, world_size) for name, case in CASES.items()}
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
@@ -85,7 +85,7 @@ def _distributed_worker(rank: int, world_size: int, port: int, out_dir: str) -> 
 @pytest.fixture(scope="module")
 def two_process_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, dict[str, torch.Tensor]]]:
     out_dir = tmp_path_factory.mktemp("dist")
-    mp.spawn(_distributed_worker, args=(2, free_port(), str(out_dir)), nprocs=2, join=True)
+    mp.spawn(_distributed_worker, args=(2, str(out_dir)), nprocs=2, join=True)
     return [torch.load(out_dir / f"rank{r}.pt", weights_only=True) for r in range(2)]
 
 

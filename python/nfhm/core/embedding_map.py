@@ -10,7 +10,6 @@ trustworthiness (0.9955 over 10 neighbours). Its coordinates are the same with o
 from __future__ import annotations
 
 import numpy as np
-from sklearn.manifold import TSNE
 
 from .shards import l2_normalize
 
@@ -32,5 +31,8 @@ def tsne_map(vectors: np.ndarray, seed: int) -> np.ndarray:
         raise ValueError(f"a map needs at least 2 embeddings, got {n}")
     # t-SNE needs fewer neighbours per point than there are points.
     perplexity = min(PERPLEXITY, (n - 1) / 3)
+    # Imported here: scikit-learn takes ~1.4 s to import, and every worker start would pay it.
+    from sklearn.manifold import TSNE
+
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", max_iter=ITERATIONS, random_state=seed)
     return tsne.fit_transform(l2_normalize(vectors)).astype(np.float32)
