@@ -1,6 +1,6 @@
 // The nfhm command line.
 import { readFileSync } from 'node:fs'
-import { Command, Option } from 'commander'
+import { Command, Option, type CommanderError } from 'commander'
 import { loadConfig } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { doctor } from './doctor.js'
@@ -9,13 +9,20 @@ import { pythonInterpreter, repoRoot } from './bridge/python.js'
 import { runFollowerNode } from './bridge/torchrun.js'
 import { compareCommand } from './experiments/compare-command.js'
 import { sweepCommand } from './experiments/sweep-command.js'
+import { useCommands } from './use/commands.js'
+import { wholeNumber } from './run/arguments.js'
+import { evalRecord } from './recipe/evaluate.js'
 import { runPipeline, type PipelineOptions } from './recipe/pipeline.js'
 import { printSummary } from './report/summary.js'
+import { EXIT, exitCodeOf } from './run/exit-codes.js'
+import { humanOutput, printJson } from './run/json-output.js'
 import { closeSession, openSession } from './run/run-session.js'
 
 const { version } = JSON.parse(readFileSync(`${repoRoot}/package.json`, 'utf8')) as { version: string }
 
 interface RunFlags {
+  /** `nfhm run --until <stage>`: stop after that stage. */
+  until?: PipelineOptions['until']
   set: string[]
   runDir?: string
   resume?: boolean
@@ -61,11 +68,12 @@ function withAdvice(e: unknown, config: Config): unknown {
   if (config.worker.transport !== 'tcp') {
     // Nobody sends a local worker SIGKILL but the kernel, when memory runs out.
     const memory = e.signal === 'SIGKILL' ? 'if nobody killed it, the machine ran out of memory: lower batch_size or loader_workers; ' : ''
-    return new Error(`${e.message}\n${memory}rerun this command: finished stages are kept and training continues from its last checkpoint`)
+    return new Error(`${e.message}\n${memory}rerun this command: finished stages are kept and training continues from its last checkpoint`, { cause: e })
   }
   return new Error(
     `${e.message}\nstart the worker at ${config.worker.address} again (python -m nfhm.rpc.serve --listen ...), ` +
       'then rerun this command with --resume: finished stages are kept and training continues from its last checkpoint',
+    { cause: e },
   )
 }
 
@@ -88,7 +96,7 @@ function stageCommand(name: string, until: PipelineOptions['until'], description
     .option('--node-rank <r>', "this machine's rank; 0 runs the pipeline, the others lend their processes")
     .option('--master-addr <host>', "node 0's address as every node reaches it")
     .option('--master-port <port>', 'a free port on node 0 for torchrun')
-    .action(async (configFile: string | undefined, flags: RunFlags) => {
+    .action(async (configFile: string | undefined, flags: RunFlags & { json?: boolean }) => {
       const config = loadConfig(configFile ?? null, overrides(flags))
       const launch = config.worker.distributed
       if (launch && launch.node_rank > 0) {
@@ -97,8 +105,11 @@ function stageCommand(name: string, until: PipelineOptions['until'], description
       }
       const ctx = await openSession(config, { runDir: flags.runDir, resume: flags.resume })
       try {
-        const result = await runPipeline(ctx, { until, restart: Boolean(flags.restart) })
-        if (until === 'eval') await printSummary(ctx, result)
+        const result = await runPipeline(ctx, { until: flags.until ?? until, restart: Boolean(flags.restart) })
+        if ((flags.until ?? until) === 'eval') {
+          const report = await printSummary(ctx, result, humanOutput(Boolean(flags.json)))
+          if (flags.json) printJson({ run_dir: ctx.run.root, report, eval: result.evaluation.map(evalRecord) })
+        }
       } catch (e) {
         throw withAdvice(e, config)
       } finally {
@@ -113,20 +124,31 @@ const program = new Command()
   .version(version)
   .showHelpAfterError()
 
-program.addCommand(stageCommand('run', 'eval', 'embed, cluster, train and evaluate: the whole recipe'))
-program.addCommand(stageCommand('embed', 'embed', 'embed the training images with the starting model'))
+/** --json's help: what the one JSON document on stdout holds. */
+const jsonHelp = (document: string) => `print one JSON document on stdout: ${document}; tables and progress go to stderr`
+const evalJson = jsonHelp('{run_dir, report, eval: the content of eval.json}')
+
+program.addCommand(
+  stageCommand('run', 'eval', 'embed, cluster, train and evaluate: the whole recipe')
+    .addOption(new Option('--until <stage>', 'stop after this stage (embed: the training images with the starting model)').choices(['embed', 'cluster', 'train', 'eval']))
+    .option('--json', evalJson),
+)
+for (const command of useCommands()) program.addCommand(command)
 program.addCommand(
   stageCommand('cluster', 'cluster', 'k-means the embeddings into pseudo-labels').option('--k <K>', 'number of clusters (sets cluster.k)'),
 )
 program.addCommand(stageCommand('train', 'train', 'train the backbone and PartialFC_V2 head on the pseudo-labels'))
-program.addCommand(stageCommand('eval', 'eval', 'evaluate the starting and trained models under eval.protocol (the test split, or the whole collection)'))
+program.addCommand(
+  stageCommand('eval', 'eval', 'evaluate the starting and trained models under eval.protocol (the test split, or the whole collection)').option('--json', evalJson),
+)
 
 interface SweepFlags extends RunFlags {
   ratio?: string
   seeds?: string
   train?: boolean
   metric?: string
-  workers?: string
+  workers?: number
+  json?: boolean
 }
 
 /** "300,1000" -> "[300,1000]" for a --set of a list. */
@@ -151,7 +173,7 @@ program
   .option('--seeds <n>', 'k-means (and training) seeds per K (sets sweep.seeds)')
   .option('--train', 'train and evaluate a model per (K, seed) (sets sweep.train); else judge K by NMI/AMI/ARI only')
   .option('--metric <name>', 'what picks the best K: map@r (default with --train), recall@1, r_precision, knn@20, ..., or ami (default without), nmi, ari')
-  .option('--workers <n>', 'run (K, seed) jobs on n workers: the configured one plus n-1 local stdio workers (default: sweep.workers)')
+  .option('--workers <n>', 'run (K, seed) jobs on n workers: the configured one plus n-1 local stdio workers (default: sweep.workers)', wholeNumber(1))
   .option('--set <key=value>', 'override a config field (repeatable)', collect, [])
   .option('--run-dir <dir>', 'sweep directory (default: runs_dir/<name>-sweep)')
   .option('--resume', 'continue an existing sweep (an error if there is none)')
@@ -160,11 +182,10 @@ program
   .option('--token-file <file>', "the worker's shared token")
   .option('--tls-ca <file>', "the worker's TLS certificate or its CA (PEM), for a worker started with --tls-cert")
   .addOption(new Option('--transport <kind>', 'how to start the local worker').choices(['pythonia', 'stdio']))
+  .option('--json', jsonHelp('the content of sweep.json'))
   .action(async (configFile: string | undefined, flags: SweepFlags) => {
-    const workers = flags.workers === undefined ? undefined : Number(flags.workers)
-    if (workers !== undefined && !(Number.isInteger(workers) && workers >= 1)) throw new Error(`--workers ${flags.workers}: expected a whole number >= 1`)
     const config = loadConfig(configFile ?? null, sweepOverrides(flags))
-    await sweepCommand(config, { runDir: flags.runDir, resume: flags.resume, workers })
+    await sweepCommand(config, { runDir: flags.runDir, resume: flags.resume, workers: flags.workers, json: Boolean(flags.json) })
   })
 
 program
@@ -178,21 +199,39 @@ program
   .option('--token-file <file>', "the worker's shared token")
   .option('--tls-ca <file>', "the worker's TLS certificate or its CA (PEM), for a worker started with --tls-cert")
   .addOption(new Option('--transport <kind>', 'how to start a local worker').choices(['pythonia', 'stdio']))
-  .action(async (models: string[], flags: RunFlags & { config: string }) => {
+  .option('--json', jsonHelp('the content of compare.json'))
+  .action(async (models: string[], flags: RunFlags & { config: string; json?: boolean }) => {
     const config = loadConfig(flags.config, overrides(flags))
-    await compareCommand(config, models, { runDir: flags.runDir })
+    await compareCommand(config, models, { runDir: flags.runDir, json: Boolean(flags.json) })
   })
 
 program
   .command('doctor')
   .description('check Node, Python, torch, faiss, pyarrow, the compute device and both worker transports')
-  .action(async () => {
+  .option('--json', jsonHelp('{ok, lines: {check: value}, problems: [...]}'))
+  .action(async (flags: { json?: boolean }) => {
     const report = await doctor()
-    const width = Math.max(...report.lines.map(([k]) => k.length))
-    for (const [key, value] of report.lines) process.stdout.write(`${key.padEnd(width)}  ${value}\n`)
+    if (flags.json) printJson({ ok: report.ok, lines: Object.fromEntries(report.lines), problems: report.problems })
+    else {
+      const width = Math.max(...report.lines.map(([k]) => k.length))
+      for (const [key, value] of report.lines) process.stdout.write(`${key.padEnd(width)}  ${value}\n`)
+    }
     for (const problem of report.problems) process.stderr.write(`problem: ${problem}\n`)
-    process.exitCode = report.ok ? 0 : 1
+    process.exitCode = report.ok ? EXIT.ok : EXIT.failure
   })
+
+const exitCodesHelp = `
+Exit codes:
+  ${EXIT.ok}    done
+  ${EXIT.usage}    usage: an unknown option, a missing or malformed argument
+  ${EXIT.badInput}    bad input: a config field, table, image, checkpoint or run directory to fix (named); nothing was changed
+  ${EXIT.worker}    the Python worker raised, died, timed out or broke the protocol
+  ${EXIT.interrupted}  interrupted (SIGINT; 143 for SIGTERM)
+  ${EXIT.failure}    anything else (a full disk, a loss that became non-finite, a bug)`
+
+/** Commander's own exits: help and --version end with 0, anything else is a usage error. */
+const usageExit = (e: CommanderError) => process.exit(e.exitCode === 0 ? EXIT.ok : EXIT.usage)
+for (const command of [program, ...program.commands]) command.exitOverride(usageExit).addHelpText('after', exitCodesHelp)
 
 try {
   await program.parseAsync()
@@ -209,5 +248,5 @@ try {
   // Exit now rather than when the event loop drains: a failed command must
   // not linger on a handle (a dead worker's pipe that a process it started
   // still holds open). Tracked worker processes are killed on the way out.
-  process.exit(1)
+  process.exit(exitCodeOf(e))
 }

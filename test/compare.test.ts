@@ -12,6 +12,7 @@ import { resampleIndices } from '../src/eval/bootstrap.js'
 import { resolveInputs, trainingDataWarning, type Comparison } from '../src/experiments/compare.js'
 import { TEST, TRAIN } from '../src/recipe/split.js'
 import { readArrowFile } from '../src/run/arrow.js'
+import { EXIT } from '../src/run/exit-codes.js'
 import type { EvalRecord } from '../src/run/records.js'
 import { runPythonJson } from './helpers/python.js'
 import { tinyDigitsRun, type TinyRun } from './helpers/tiny-run.js'
@@ -26,21 +27,30 @@ describe('nfhm compare', () => {
   let runArg: string
   let checkpointArg: string
   let comparison: Comparison
-  let stdout: string
+  let human: string
+  let printed: { compare: unknown; sweep: unknown }
 
   beforeAll(async () => {
     data = await tinyDigitsRun('nfhm-compare-')
     sweepDir = join(data.runsDir, 'digits-sweep')
     // Two trained models: the sub-runs of a one-seed sweep.
-    const sweep = await execa('node', [nfhm, 'sweep', data.config, '--k', '10,40', '--train'], { cwd: repoRoot, reject: false })
+    const sweep = await execa('node', [nfhm, 'sweep', data.config, '--k', '10,40', '--train', '--json'], { cwd: repoRoot, reject: false })
     if (sweep.exitCode !== 0) throw new Error(`sweep failed:\n${sweep.stderr}`)
     runArg = join(sweepDir, 'k-10', 'seed-0')
     checkpointArg = join(sweepDir, 'k-40', 'seed-0', 'round-1', 'train', 'trained_model.pt')
-    const run = await compare([runArg, checkpointArg], data.config)
+    const run = await compare([runArg, checkpointArg, '--json'], data.config)
     if (run.exitCode !== 0) throw new Error(`compare failed:\n${run.stderr}`)
-    stdout = run.stdout
+    // Under --json the table goes to stderr and stdout holds nothing but the document.
+    human = run.stderr
+    printed = { compare: JSON.parse(run.stdout), sweep: JSON.parse(sweep.stdout) }
     expect(run.stderr).not.toMatch(/^warning:/m)
     comparison = readJson<Comparison>(join(data.runsDir, 'digits-compare', 'compare.json'))
+  })
+
+  it('--json prints what compare.json and sweep.json hold, and nothing else on stdout', () => {
+    expect(printed.compare).toEqual(comparison)
+    expect(printed.sweep).toEqual(readJson(join(sweepDir, 'sweep.json')))
+    expect(human).toContain(`compare.json: ${join(data.runsDir, 'digits-compare', 'compare.json')}`)
   })
 
   it('writes compare.json, compare.md and its chart, one row per model, baselines first', () => {
@@ -112,12 +122,12 @@ print(json.dumps(out))
     expect(table.match(/\*\*\d\.\d{3} \[/g) ?? []).toHaveLength(marks)
     // Raw pixels beat an untrained random ViT on digits by far: at least one mark to check.
     expect(marks).toBeGreaterThan(0)
-    expect(stdout).toMatch(/\* best, its 95% interval clear of the runner-up's/)
+    expect(human).toMatch(/\* best, its 95% interval clear of the runner-up's/)
   })
 
   it('refuses what it cannot compare, naming the fix, before any worker starts', async () => {
     const cli = await compare([join(data.runsDir, 'nope')], data.config)
-    expect(cli.exitCode).toBe(1)
+    expect(cli.exitCode).toBe(EXIT.badInput)
     expect(cli.stderr).toMatch(/^nfhm: .*nope: no such run directory or checkpoint$/m)
     expect(cli.stderr).not.toContain('images:')
 

@@ -10,6 +10,7 @@ import { execa } from 'execa'
 import { beforeAll, expect, test } from 'vitest'
 import { assertFinalFilesParse, buildFaultyCollection, childrenOf, faultConfig, faultEnv, filesUnder, nfhm, nfhmBin, running, type FaultyCollection } from './helpers/faults.js'
 import { repoRoot } from '../src/bridge/python.js'
+import { EXIT } from '../src/run/exit-codes.js'
 import { runPythonJson } from './helpers/python.js'
 import { waitUntil } from './helpers/workers.js'
 
@@ -91,7 +92,7 @@ test('SIGKILL of the CLI in each stage: no partial file is visible, and every re
   const training = nfhm(['train', file], { env: { NFHM_SLOW_FORWARD_S: '0.1' } })
   expect(await waitUntil(() => existsSync(checkpoint), 60_000)).toBe(true)
   const second = await nfhm(['train', file])
-  expect(second.exitCode).toBe(1)
+  expect(second.exitCode).toBe(EXIT.badInput)
   expect(second.stderr).toContain(`nfhm: run directory ${dir} is in use by process ${training.pid}`)
   expect(training.exitCode).toBeNull() // undisturbed
   training.kill('SIGKILL')
@@ -132,7 +133,7 @@ test('SIGKILL of the worker: the CLI exits non-zero within 1 s with the signal a
   const ms = exitedAt - killedAt
   process.stderr.write(`the CLI exited ${ms.toFixed(0)} ms after its worker was killed\n`)
   expect(ms).toBeLessThan(1000)
-  expect(run.exitCode).toBe(1)
+  expect(run.exitCode).toBe(EXIT.worker)
   expect(run.stderr).toContain('nfhm: the Python worker exited (code null, signal SIGKILL)')
   expect(run.stderr).toMatch(/last lines of the worker's stderr:\n[\s\S]*nfhm_faults: forward passes sleep/)
   expect(run.stderr).toMatch(/ran out of memory: lower batch_size or loader_workers; rerun this command: finished stages are kept/)
@@ -157,7 +158,7 @@ test('a program whose pythonia worker died ends by itself once it has closed the
 test('a non-finite loss stops training, names the step and keeps the last good checkpoint', async () => {
   const { file, dir } = config('nan', (yaml) => yaml.replace('  augment:', '  margin: {plugin: "nfhm_faults:NanMarginLoss"}\n  augment:'))
   const run = await nfhm(['train', file], { env: { NFHM_NAN_AT_STEP: '6' } })
-  expect(run.exitCode).toBe(1)
+  expect(run.exitCode).toBe(EXIT.failure)
   const checkpoint = join(dir, 'round-1', 'train', 'checkpoint.pt')
   expect(run.stderr).toContain(
     `nfhm: train round 1: the loss became non-finite at step 6; training stopped (lower train.lr, or use precision fp32 or bf16, and rerun); ` +
@@ -175,7 +176,8 @@ test('a full disk (a file-size limit) is a clear error naming the file; earlier 
   // 600 KiB: room for the image list, embeddings and clusters, not for the ~1 MB checkpoint.
   // XFSZ ignored, as Node and Python do themselves: an oversized write fails instead of killing.
   const run = await execa('bash', ['-c', `trap '' XFSZ; ulimit -f 600; exec node ${nfhmBin} train ${file}`], { env: faultEnv, reject: false })
-  expect(run.exitCode).toBe(1)
+  // The worker writes the checkpoint: its error is a worker failure.
+  expect(run.exitCode).toBe(EXIT.worker)
   const checkpoint = join(dir, 'round-1', 'train', 'checkpoint.pt')
   expect(run.stderr).toContain(
     `cannot write ${checkpoint}: the file is larger than the file-size limit (ulimit -f) of 614,400 bytes; raise the limit, then rerun: finished work is kept`,

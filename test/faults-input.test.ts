@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { tableFromIPC } from 'apache-arrow'
 import { beforeAll, describe, expect, test } from 'vitest'
 import { buildFaultyCollection, faultConfig, filesUnder, nfhm, snapshot, type FaultyCollection } from './helpers/faults.js'
+import { EXIT } from '../src/run/exit-codes.js'
 import { runPythonJson } from './helpers/python.js'
 
 const root = mkdtempSync(join(tmpdir(), 'nfhm-faults-input-'))
@@ -35,7 +36,7 @@ describe('bad image files', () => {
   test('stop the run before any training, each one listed with its reason (test split included)', async () => {
     const { file, dir } = config('bad-images')
     const run = await nfhm(['run', file])
-    expect(run.exitCode).toBe(1)
+    expect(run.exitCode).toBe(EXIT.badInput)
     expect(run.stderr).toMatch(`nfhm: ${Object.keys(data.bad).length} image(s) cannot be read; fix or remove them, or rerun with --skip-bad:`)
     const listed = listedBadImages(run.stderr)
     expect(Object.keys(listed).sort()).toEqual(Object.keys(data.bad).sort())
@@ -72,7 +73,7 @@ test('an image-folder tree: a symlink loop is entered once, with a warning; a fi
   symlinkSync(tree, join(tree, '3', 'loop'))
   const { file, runsDir, dir } = config('tree', data.goodCsv, (yaml) => yaml.replace(/^data:\n(?: {2}.*\n)+/m, `data:\n  folder: ${tree}\n  split: {by: image}\n`))
   const embed = async () => {
-    const run = await nfhm(['embed', file])
+    const run = await nfhm(['run', file, '--until', 'embed'])
     expect(run.exitCode, run.stderr).toBe(0)
     const shards = /-> (\S+)/.exec(run.stderr)![1]!
     // Each image's embedding, by path.
@@ -104,6 +105,26 @@ test('an image-folder tree: a symlink loop is entered once, with a warning; a fi
 describe('bad tables and configs are refused with nothing written', () => {
   const rows = () => readFileSync(data.goodCsv, 'utf8').trimEnd().split(/\r?\n/)
 
+  test('a damaged table is bad input (exit 3), not a worker failure; a command-line mistake is a usage error (exit 2)', async () => {
+    const table = join(root, 'damaged.parquet')
+    writeFileSync(table, 'PAR1 not a Parquet file PAR1')
+    const { file, runsDir } = config('damaged-table', table)
+    const run = await nfhm(['run', file])
+    expect(run.exitCode).toBe(EXIT.badInput)
+    expect(run.stderr).toContain(`nfhm: worker method "data.scan" raised ValueError: ${table}: cannot read the table: `)
+    expect(existsSync(runsDir)).toBe(false)
+    for (const [args, expected] of [
+      [['run', file, '--bogus'], "error: unknown option '--bogus'"],
+      [['sweep', file, '--workers', '0'], "error: option '--workers <n>' argument '0' is invalid. expected a whole number >= 1"],
+      [['compare', file], "error: required option '--config <file>' not specified"],
+    ] as const) {
+      const usage = await nfhm([...args])
+      expect(usage.exitCode).toBe(EXIT.usage)
+      expect(usage.stderr).toContain(expected)
+    }
+    expect(existsSync(runsDir)).toBe(false)
+  })
+
   test.each([
     ['a missing column', (r: string[]) => [r[0]!.replace('path', 'file'), ...r.slice(1)], [], `no column 'path' (data.path_column); the columns are ['file', 'label', 'split']`],
     ['duplicate paths', (r: string[]) => [...r.slice(0, 3), r[1]!, ...r.slice(3)], [], `column 'path' lists 1 image more than once (row numbers as a spreadsheet shows them: the header is row 1): rows 2, 4: `],
@@ -118,7 +139,7 @@ describe('bad tables and configs are refused with nothing written', () => {
     writeFileSync(csv, edit(rows()).join('\n') + '\n')
     const { file, runsDir } = config(name.replaceAll(' ', '-'), csv)
     const run = await nfhm(['run', file, ...args])
-    expect(run.exitCode).toBe(1)
+    expect(run.exitCode).toBe(EXIT.badInput)
     expect(run.stderr).toContain(`nfhm: worker method "data.scan" raised ValueError: ${csv}: ${expected}`)
     expect(existsSync(runsDir)).toBe(false)
   })
@@ -129,7 +150,7 @@ describe('bad tables and configs are refused with nothing written', () => {
   ])('%s: the error names the file and the field', async (name, line, replacement, expected) => {
     const { file, runsDir } = config(name.replaceAll(' ', '-'), data.goodCsv, (yaml) => yaml.replace(line, replacement))
     const run = await nfhm(['run', file])
-    expect(run.exitCode).toBe(1)
+    expect(run.exitCode).toBe(EXIT.badInput)
     expect(run.stderr).toContain(`nfhm: invalid config in ${file}`)
     expect(run.stderr).toMatch(expected)
     expect(existsSync(runsDir)).toBe(false)
@@ -156,8 +177,17 @@ describe('bad tables and configs are refused with nothing written', () => {
   ])('%s: refused before any stage, naming the field and what is allowed; no run directory is made', async (name, args, expected) => {
     const { file, runsDir } = config(name.replaceAll(' ', '-'), data.goodCsv)
     const run = await nfhm(['run', file, ...args])
-    expect(run.exitCode).toBe(1)
+    expect(run.exitCode).toBe(EXIT.badInput)
     expect(run.stderr).toContain(expected.replace('TABLE', data.goodCsv))
+    expect(existsSync(runsDir)).toBe(false)
+  })
+
+  test('nfhm sweep --train refuses a batch too small for BatchNorm as nfhm run does: before any stage, no run directory made', async () => {
+    const { file, runsDir } = config('sweep-small-batch', data.goodCsv)
+    const run = await nfhm(['sweep', file, '--k', '5,10', '--train', '--set', 'train.batch_size=8'])
+    expect(run.exitCode).toBe(EXIT.badInput)
+    expect(run.stderr).toContain('nfhm: train.batch_size = 8: ViT-T/4@28px has BatchNorm layers, which need at least 16 images per step; choose train.batch_size >= 16')
+    expect(run.stderr).not.toMatch(/^embed /m)
     expect(existsSync(runsDir)).toBe(false)
   })
 
@@ -165,12 +195,12 @@ describe('bad tables and configs are refused with nothing written', () => {
     // The extension writes a line to worker.log in every session: the refused one's must go too.
     const env = { NFHM_WORKER_EXTENSIONS: 'nfhm_faults' }
     const existing = config('existing', data.goodCsv)
-    expect((await nfhm(['embed', existing.file], { env })).exitCode).toBe(0)
+    expect((await nfhm(['run', existing.file, '--until', 'embed'], { env })).exitCode).toBe(0)
     const before = snapshot(existing.runsDir)
     expect(Object.keys(before)).toEqual(expect.arrayContaining(['existing/manifest.json', 'existing/images.arrow', 'existing/worker.log']))
     expect(readFileSync(join(existing.dir, 'worker.log'), 'utf8')).toMatch(/nfhm_faults: imported/)
     const refused = await nfhm(['run', existing.file, '--set', 'cluster.k=1000'], { env })
-    expect(refused.exitCode).toBe(1)
+    expect(refused.exitCode).toBe(EXIT.badInput)
     const n = data.goodTrainImages
     expect(refused.stderr).toContain(`nfhm: cluster.k = 1000: K=1000 is larger than the number of images to cluster (n=${n}); choose K <= ${n}`)
     expect(snapshot(existing.runsDir)).toEqual(before)
@@ -196,7 +226,7 @@ print("null")
   )
   const { file, dir } = config('wrong-checkpoint', data.goodCsv)
   const run = await nfhm(['run', file, '--set', `model.weights=${weights}`])
-  expect(run.exitCode).toBe(1)
+  expect(run.exitCode).toBe(EXIT.badInput)
   expect(run.stderr).toContain(`nfhm: worker method "model.describe" raised CheckpointError: ${weights}: checkpoint does not fit the model`)
   expect(run.stderr).toMatch(/^ {2}missing \(\d+\): feature\.0\.weight, /m)
   expect(run.stderr).toMatch(/^ {2}unexpected \(1\): classifier\.weight/m)
@@ -213,7 +243,7 @@ describe('model settings the backbone cannot take', () => {
   ])('%s', async (name, args, expected) => {
     const { file, runsDir } = config(name.replaceAll(' ', '-').replaceAll('.', ''), data.goodCsv)
     const run = await nfhm(['run', file, ...args])
-    expect(run.exitCode).toBe(1)
+    expect(run.exitCode).toBe(EXIT.badInput)
     expect(run.stderr).toContain(expected.replace('TABLE', data.goodCsv))
     expect(existsSync(runsDir)).toBe(false)
   })

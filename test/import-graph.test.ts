@@ -1,5 +1,5 @@
 // The direction of imports among src/'s folders, read from the sources:
-// cli -> experiments -> recipe -> run / bridge / eval / report / schedule /
+// cli -> experiments, use -> recipe -> run / bridge / eval / report / schedule /
 // config. A module imports from its own layer or a lower one, never a higher
 // one; and no module reaches itself through its imports. Type-only imports
 // count: a type from a higher layer ties the folders together all the same.
@@ -14,6 +14,7 @@ const SRC = join(repoRoot, 'src')
 const LAYERS: Record<string, number> = {
   '': 3,
   experiments: 2,
+  use: 2,
   recipe: 1,
   run: 0,
   bridge: 0,

@@ -8,9 +8,10 @@ import { execa } from 'execa'
 import { tableFromIPC } from 'apache-arrow'
 import { beforeAll, describe, expect, test } from 'vitest'
 import { repoRoot } from '../src/bridge/python.js'
-import type { EvalRecord } from '../src/run/records.js'
+import { readMetrics, type EvalRecord } from '../src/run/records.js'
 import { buildDigits, type DigitsData } from './helpers/digits.js'
 import { runPythonJson } from './helpers/python.js'
+import { readEvents, type ReadEvents } from './helpers/tensorboard.js'
 
 const nfhm = join(repoRoot, 'bin', 'nfhm.js')
 const root = mkdtempSync(join(tmpdir(), 'nfhm-pipeline-'))
@@ -45,6 +46,23 @@ ${extra}`,
 
 const readJson = <T>(path: string): T => JSON.parse(readFileSync(path, 'utf8')) as T
 const readArrow = (path: string) => tableFromIPC(readFileSync(path))
+
+const TRAIN_TAGS = ['train/loss', 'train/lr_backbone', 'train/lr_head', 'train/beta1', 'train/grad_norm']
+
+/** TensorBoard's train/* scalars equal metrics.jsonl's steps, one event per step (values as float32). */
+function expectTrainEvents(events: ReadEvents, dir: string): void {
+  const steps = readMetrics(join(dir, 'metrics.jsonl'))
+  const expected: Record<string, number[]> = {
+    'train/loss': steps.map((s) => s.loss),
+    'train/lr_backbone': steps.map((s) => s.lr[0]),
+    'train/lr_head': steps.map((s) => s.lr[1]),
+    'train/beta1': steps.map((s) => s.beta1),
+    'train/grad_norm': steps.map((s) => s.grad_norm),
+  }
+  for (const [tag, values] of Object.entries(expected)) {
+    expect(events.scalars[tag]).toEqual(steps.map((s, i) => [s.step, Math.fround(values[i]!)]))
+  }
+}
 
 beforeAll(async () => {
   digits = await buildDigits(join(root, 'digits'), 40)
@@ -97,6 +115,13 @@ print(json.dumps({"keys": len(model.state_dict()), "centroids": list(np.load(cfg
     )
     expect(shapes.centroids).toEqual([30, 32])
     expect(shapes.keys).toBeGreaterThan(10)
+    // Beside it, the exports others load (test/python/test_export.py checks their contents), listed in train.json.
+    const trainDir = join(dir, 'round-1', 'train')
+    const exported = readJson<{ safetensors: string; onnx: string; card: string; onnx_parity: { max_abs_diff: number }; warnings: string[] }>(join(trainDir, 'train.json'))
+    expect(exported).toMatchObject({ safetensors: join(trainDir, 'trained_model.safetensors'), onnx: join(trainDir, 'trained_model.onnx'), card: join(trainDir, 'trained_model.json'), warnings: [] })
+    for (const file of [exported.safetensors, exported.onnx, exported.card]) expect(existsSync(file)).toBe(true)
+    expect(exported.onnx_parity.max_abs_diff).toBeLessThanOrEqual(1e-4)
+    expect(readJson<{ training: unknown }>(exported.card).training).toEqual({ round: 1, step: train.steps, classes: 30 })
 
     type Interval = { estimate: number; lower: number; upper: number }
     const evaluation = readJson<EvalRecord[]>(join(dir, 'eval.json'))
@@ -148,26 +173,58 @@ print(json.dumps({"keys": len(model.state_dict()), "centroids": list(np.load(cfg
       expect(report).toMatch(new RegExp(`\\| ${name.replace('.', '\\.')} +\\| ${stage.started.slice(0, 19).replace('T', ' ')} UTC`))
     }
     expect(stages['train.round-1']!.seconds).toBeGreaterThan(1)
+
+    // TensorBoard (its own reader): every training step, the cluster sizes and scores of round 1, each model's scores.
+    const events = await readEvents(dir)
+    expect(events.files).toHaveLength(1)
+    const modelTags = ['random-init', 'pixels-centred', 'round-1']
+    const evalTags = evaluation.flatMap((e, i) => [...Object.keys(e.metrics), 'nmi', 'ami', 'ari', 'purity'].map((m) => `eval/${modelTags[i]}/${m}`))
+    const clusterTags = ['empty', 'singletons', 'max_over_mean', 'normalized_entropy', 'objective', 'nmi', 'ami', 'ari', 'purity'].map((m) => `cluster/${m}`)
+    expect(events.tags.scalars.sort()).toEqual([...TRAIN_TAGS, ...clusterTags, ...evalTags].sort())
+    expectTrainEvents(events, dir)
+    expect(events.scalars['train/loss']).toHaveLength(train.steps)
+    expect(events.scalars['cluster/nmi']).toEqual([[1, Math.fround(cluster.agreement.nmi)]])
+    // The size histogram against the pseudo-labels counted here: K clusters, every image once.
+    const sizeCounts = new Map<number, number>()
+    const perCluster = Array<number>(30).fill(0)
+    for (const c of clusters) perCluster[c]!++
+    for (const size of perCluster) sizeCounts.set(size, (sizeCounts.get(size) ?? 0) + 1)
+    const [sizes] = events.histograms['cluster/size']!
+    expect(sizes).toMatchObject({ step: 1, num: 30, sum: 300, min: Math.min(...perCluster), max: Math.max(...perCluster) })
+    // As the histogram dashboard shows it: each size's count in a bucket that holds that size.
+    const shown = sizes!.buckets.filter(([, , n]) => n > 0)
+    const expectedSizes = [...sizeCounts].sort((a, b) => a[0] - b[0])
+    expect(shown.map(([, , n]) => n)).toEqual(expectedSizes.map(([, n]) => n))
+    shown.forEach(([left, right], i) => expect(left <= expectedSizes[i]![0] && expectedSizes[i]![0] <= right).toBe(true))
+    for (const [i, e] of evaluation.entries()) {
+      const model = modelTags[i]!
+      expect(events.scalars[`eval/${model}/map@r`]).toEqual([[i === 2 ? 1 : 0, Math.fround(e.metrics['map@r']!.estimate)]])
+      expect(events.scalars[`eval/${model}/nmi`]).toEqual([[i === 2 ? 1 : 0, Math.fround(e.clustering.nmi.estimate)]])
+    }
     expect(run.stdout).toMatch(/^random init\s+0\.\d{3} \[/m)
     expect(run.stdout).toMatch(/^round 1 against the strongest baseline on each measure \(paired 95% intervals\): MAP@R /m)
     expect(report).toContain('Paired differences (model − baseline)')
     expect(run.stdout).toContain(join(dir, 'report', 'report.md'))
 
     // A rerun finds every stage done: they keep the times of the session that ran them; evaluation runs again.
-    const again = await execa('node', [nfhm, 'run', config, '--transport', transport], { cwd: root })
+    // Under --json, stdout holds one document (eval.json's content and where the run is), the table goes to stderr.
+    const again = await execa('node', [nfhm, 'eval', config, '--transport', transport, '--json'], { cwd: root })
+    expect(JSON.parse(again.stdout)).toEqual({ run_dir: dir, report: join(dir, 'report', 'report.md'), eval: readJson(join(dir, 'eval.json')) })
+    expect(again.stderr).toMatch(/^random init\s+0\.\d{3} \[/m)
     expect(again.stderr).toMatch(/cluster: K=30 \(cached/)
     expect(again.stderr).toMatch(/train round 1: done \(cached/)
     const rerun = readJson<{ stages: Stages }>(join(dir, 'manifest.json')).stages
     for (const name of ['embed.round-1', 'cluster.round-1', 'train.round-1']) expect(rerun[name]).toEqual(stages[name])
     expect(Date.parse(rerun.eval!.started)).toBeGreaterThan(Date.parse(stages.eval!.finished))
+    // The same scores again: nothing logged twice, no second event file.
+    expect((await readEvents(dir)).files).toEqual(events.files)
   })
 })
 
 test('a training killed mid-run resumes to the same weights as an uninterrupted one', async () => {
-  const finish = async (name: string) => {
-    const config = writeConfig(name, join(root, `runs-${name}`), '')
-    return { config, dir: join(root, `runs-${name}`, name) }
-  }
+  // One runs directory: the second run finds the first's embeddings in the cache there, and trains sooner.
+  const runsDir = join(root, 'runs-resume')
+  const finish = async (name: string) => ({ config: writeConfig(name, runsDir, ''), dir: join(runsDir, name) })
   const whole = await finish('whole')
   await execa('node', [nfhm, 'train', whole.config], { cwd: root })
 
@@ -209,4 +266,12 @@ print(json.dumps({"max": max((a[k].float() - b[k].float()).abs().max().item() fo
   expect(diff.max).toBeLessThanOrEqual(1e-6)
   const losses = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { loss: number }).loss)
   expect(losses(killed.dir)).toEqual(losses(whole.dir))
+
+  // TensorBoard: the killed process's file and the resumed one's hold every step once, as the uninterrupted run logged them.
+  const [killedEvents, wholeEvents] = await Promise.all([readEvents(killed.dir), readEvents(whole.dir)])
+  expect(killedEvents.files).toHaveLength(2)
+  expectTrainEvents(killedEvents, killed.dir)
+  expect(killedEvents.scalars['train/loss']!.map(([step]) => step)).toEqual(Array.from({ length: 54 }, (_, i) => i))
+  for (const tag of TRAIN_TAGS) expect(killedEvents.scalars[tag]).toEqual(wholeEvents.scalars[tag])
+  expect(killedEvents.histograms['cluster/size']).toHaveLength(1)
 })

@@ -14,6 +14,7 @@ import { Table, Utf8, makeVector, vectorFromArray } from 'apache-arrow'
 import { execa } from 'execa'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { repoRoot } from '../src/bridge/python.js'
+import { EXIT } from '../src/run/exit-codes.js'
 import { openWorker } from '../src/bridge/worker.js'
 import { buildDigits, type DigitsData } from './helpers/digits.js'
 import { conformanceEnv, conformanceMethods, openConformanceWorker, startTcpServer, waitUntil, type TcpServer } from './helpers/workers.js'
@@ -112,7 +113,7 @@ test('a client without the token, or with a wrong one, is refused before any met
     const refused = await openWorker({ transport: 'tcp', host: '127.0.0.1', port: server.port, token: 'wrong' }, conformanceMethods).catch((e: Error) => e)
     expect(String(refused)).toMatch(/refused the connection: authentication failed/)
     const run = await cli(['run', writeConfig('refused', 'epochs: 1')], server, { token: 'wrong' })
-    expect(run.exitCode).toBe(1)
+    expect(run.exitCode).toBe(EXIT.badInput)
     expect(run.stderr).toMatch(/refused the connection/)
     expect(existsSync(join(serverDir, 'refused'))).toBe(false)
 
@@ -191,7 +192,7 @@ test('no client can have the server read or write outside its --allow-dir direct
     const calls: Array<[string, Promise<unknown>]> = [
       ['writes', worker.call('embed.mean', { shards: [join(allowed, 'shard.arrow')], out: secret })],
       ['writes', worker.call('embed.shard', { model, out: secret, batch_size: 1, loader_workers: 0, precision: 'fp32' }, { tables: { images: images(join(allowed, 'a.png')) } })],
-      ['writes', worker.call('train.export', { model_path: join(allowed, 'model.pt'), centroids_path: secret })],
+      ['writes', worker.call('train.export', { model_path: join(allowed, 'model.pt'), centroids_path: secret, model, round: 1, formats: { safetensors: true, onnx: true } })],
       ['writes', worker.call('cluster.kmeans', { shards: [], k: 1, spherical: true, niter: 1, nredo: 1, seed: 0, max_points_per_centroid: 1, min_points_per_centroid: 0, gpu: null, out_dir: outside })],
       ['reads', worker.call('files.read_table', { path: secret })],
       ['reads', worker.call('files.stat', { paths: [join(allowed, 'x'), secret] })],
@@ -234,7 +235,7 @@ test('a server killed mid-training ends the CLI within seconds; --resume after a
   const seconds = (Date.now() - killedAt) / 1000
   process.stderr.write(`the CLI ended ${seconds.toFixed(2)} s after the server was killed\n`)
   expect(seconds).toBeLessThan(5)
-  expect(ended.exitCode).toBe(1)
+  expect(ended.exitCode).toBe(EXIT.worker)
   expect(ended.stderr).toMatch(new RegExp(`connection to tcp://127\\.0\\.0\\.1:${port} was lost`))
   expect(ended.stderr).toMatch(/again .*then rerun this command with --resume/)
 

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { execa, execaSync } from 'execa'
 import { describe, expect, test } from 'vitest'
 import { repoRoot } from '../src/bridge/python.js'
+import { EXIT } from '../src/run/exit-codes.js'
 import { RunDir, RunLockedError } from '../src/run/run-dir.js'
 import { writeJsonAtomic } from '../src/run/atomic.js'
 import { keyOf } from '../src/run/keys.js'
@@ -115,7 +116,7 @@ describe('run directory', () => {
     writeFileSync(config, `name: demo\nruns_dir: ${join(parent, 'runs')}\ndata: {table: ${join(parent, 'images.csv')}}\n`)
     const cli = `mount --bind -o ro ${parent} ${parent} && exec node ${join(repoRoot, 'bin', 'nfhm.js')} run ${config}`
     const run = await execa('unshare', ['-rm', 'sh', '-c', cli], { cwd: repoRoot, reject: false })
-    expect(run.exitCode).toBe(1)
+    expect(run.exitCode).toBe(EXIT.badInput)
     expect(run.stderr).toContain(`nfhm: cannot create the run directory ${join(parent, 'runs', 'demo')}: ${parent} is on a read-only filesystem`)
   })
 

@@ -14,6 +14,7 @@ import { planSweep } from '../src/experiments/sweep.js'
 import type { ClusterSummary, EvalRecord } from '../src/run/records.js'
 import type { SweepSummary } from '../src/experiments/sweep-summary.js'
 import { runPythonJson } from './helpers/python.js'
+import { readRuns } from './helpers/tensorboard.js'
 import { tinyDigitsRun, type TinyRun } from './helpers/tiny-run.js'
 
 const nfhm = join(repoRoot, 'bin', 'nfhm.js')
@@ -184,6 +185,15 @@ print(json.dumps({"points": points, "difference": [a.mean() - b.mean(), lo, hi],
     const resumed = readJson<SweepSummary>(join(dir, 'sweep.json'))
     expect(resumed.points).toEqual(sweep.points)
     expect(resumed.best).toEqual(sweep.best)
+    // TensorBoard finds each sub-run as a run of its own, every training step and the evaluation logged once.
+    const runs = await readRuns(dir)
+    expect(Object.keys(runs).sort()).toEqual(KS.flatMap((k) => Array.from({ length: SEEDS }, (_, s) => `k-${k}/seed-${s}`)).sort())
+    for (const p of sweep.runs) {
+      const tags = runs[p.dir]!
+      expect(tags['train/loss']!.map(([step]) => step)).toEqual(Array.from({ length: p.train!.steps }, (_, i) => i))
+      expect(tags['cluster/ami']).toEqual([[1, Math.fround(p.cluster.agreement!.ami)]])
+      expect(tags['eval/round-1/map@r']).toEqual([[1, Math.fround(p.eval!.metrics['map@r']!.estimate)]])
+    }
   })
 
   it('judges K by clustering agreement alone when not training, K given as ratios of the images', async () => {

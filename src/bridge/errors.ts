@@ -1,6 +1,10 @@
 // What can go wrong with a worker call, each with the facts a user needs.
 
-/** The Python method raised; `pythonTraceback` is the full Python traceback. */
+/**
+ * The Python method raised; `pythonTraceback` is the full Python traceback.
+ * `badInput`: the worker tagged the exception as the user's to fix (their
+ * table, checkpoint or setting, named in the message).
+ */
 export class WorkerError extends Error {
   override name = 'WorkerError'
   constructor(
@@ -8,6 +12,7 @@ export class WorkerError extends Error {
     readonly pythonType: string,
     readonly pythonMessage: string,
     readonly pythonTraceback: string,
+    readonly badInput = false,
   ) {
     super(`worker method "${method}" raised ${pythonType}: ${pythonMessage}\n${pythonTraceback}`)
   }

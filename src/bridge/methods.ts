@@ -6,7 +6,7 @@
 // worker confines them: confinement.ts); bulk data (image lists,
 // assignments, neighbour lists) crosses as Arrow tables, never inside the JSON.
 import { z } from 'zod'
-import { augmentSchema, headSchema, labelType, marginSchema, modelSchema } from '../config/schema.js'
+import { augmentSchema, exportSchema, headSchema, labelType, marginSchema, modelSchema } from '../config/schema.js'
 import { workerPath } from './confinement.js'
 import type { MethodTable } from './worker.js'
 
@@ -48,7 +48,7 @@ const contactSheet = z.object({
     .array(
       z.object({
         caption: z.string(),
-        groups: z.array(z.array(z.object({ id: z.number().int(), caption: z.string(), mark: z.enum(['query', 'right', 'wrong']) }))),
+        groups: z.array(z.array(z.object({ id: z.number().int(), caption: z.string(), mark: z.enum(['query', 'right', 'wrong', 'neighbour']) }))),
       }),
     )
     .min(1)
@@ -95,6 +95,21 @@ export const workerMethods = {
     tables: { in: { images: 'image_list' } },
     params: z.object({}),
     result: z.object({ files: z.number().int(), sha256: z.string() }),
+  },
+
+  /**
+   * A model source made into a spec: a trained_model.pt, run directory or
+   * UNICOM release file by `path` (confined on a remote worker), or a model
+   * by `name` (never looked up as a file).
+   */
+  'model.resolve': {
+    params: z.object({ source: z.union([z.strictObject({ path: workerPath }), z.strictObject({ name: z.string() })]) }),
+    result: z.object({
+      kind: z.enum(['run', 'trained', 'unicom', 'name']),
+      spec: modelSpec,
+      /** What was loaded, from where (python/nfhm/core/sources.py): source, weights and their sha256, sizes. */
+      identity: z.record(z.string(), z.unknown()),
+    }),
   },
 
   /** What a model spec resolves to, and a hash of its weights (for cache keys). */
@@ -261,10 +276,92 @@ export const workerMethods = {
     result: z.object({ step: z.number().int(), bytes: z.number().int() }),
   },
 
-  /** Writes trained_model.pt (UNICOM key layout) and final_centroids.npy (C x E), atomically; ends the session. */
+  /**
+   * Writes trained_model.pt (UNICOM key layout) and final_centroids.npy (C x E), then beside the
+   * .pt the `formats` asked for and the model card trained_model.json (`model`: the spec trained
+   * under), each atomically; ends the session. An ONNX export that fails or misses parity is a
+   * warning, not an error.
+   */
   'train.export': {
-    params: z.object({ model_path: workerPath, centroids_path: workerPath }),
-    result: z.object({ step: z.number().int(), classes: z.number().int(), embedding_size: z.number().int() }),
+    params: z.object({
+      model_path: workerPath,
+      centroids_path: workerPath,
+      model: modelSpec,
+      round: z.number().int().positive(),
+      formats: exportSchema,
+    }),
+    result: z.object({
+      step: z.number().int(),
+      classes: z.number().int(),
+      embedding_size: z.number().int(),
+      /** On the worker's machine; null where not written. */
+      files: z.object({ safetensors: z.string().nullable(), onnx: z.string().nullable(), card: z.string() }),
+      /** ONNX Runtime's embedding against torch's on one seeded batch. */
+      onnx_parity: z
+        .object({ opset: z.number().int(), batch: z.number().int(), max_abs_diff: anyFloat, max_abs_output: anyFloat, seconds: z.number() })
+        .nullable(),
+      warnings: z.array(z.string()),
+    }),
+  },
+
+  /**
+   * Embedding shards of `images` as an embeddings file `out` (Parquet or
+   * Arrow IPC by extension; docs/use.md): path, label when `images` has one,
+   * embedding; `metadata` (plus normalized, images, embedding_size) as the
+   * schema's `nfhm` JSON.
+   */
+  'embeddings.write': {
+    tables: { in: { images: 'labelled_images' } },
+    params: z.object({
+      shards: z.array(workerPath).min(1),
+      out: workerPath,
+      normalize: z.boolean(),
+      metadata: z.record(z.string(), z.unknown()),
+    }),
+    result: z.object({ rows: z.number().int(), dim: z.number().int(), bytes: z.number().int(), seconds: z.number() }),
+  },
+
+  /** A faiss index of an embeddings file, for cosine similarity: exact, or HNSW with its recall@10 against exact; its sidecar `<out>.rows.arrow`. */
+  'index.build': {
+    params: z.object({
+      embeddings: workerPath,
+      out: workerPath,
+      hnsw: z.object({ m: z.number().int().positive(), ef_construction: z.number().int().positive(), ef_search: z.number().int().positive() }).nullable(),
+      recall_sample: z.number().int().positive(),
+      seed: z.number().int(),
+    }),
+    result: z.object({
+      rows: z.number().int(),
+      dim: z.number().int(),
+      kind: z.enum(['flat', 'hnsw']),
+      recall_at_10: z.number().nullable(),
+      recall_queries: z.number().int(),
+      sidecar: z.string(),
+      seconds: z.number(),
+    }),
+  },
+
+  /** What an index's sidecar records: what it was built from. */
+  'index.describe': {
+    params: z.object({ index: workerPath }),
+    result: z.object({
+      kind: z.enum(['flat', 'hnsw']),
+      hnsw: z.object({ m: z.number().int(), ef_construction: z.number().int(), ef_search: z.number().int() }).nullable(),
+      rows: z.number().int(),
+      embedding_size: z.number().int(),
+      /** The embeddings file's `model` record (src/use/model-source.ts): how to embed queries alike. */
+      model: z.record(z.string(), z.unknown()).nullable(),
+      source: z.string(),
+      source_sha256: z.string(),
+      recall_at_10: z.number().nullable(),
+    }),
+  },
+
+  /** The k nearest indexed images of each query embedded in `query_shards`, written to `out` (.parquet or .csv) and returned. */
+  'index.search': {
+    tables: { in: { queries: 'image_list' }, out: { neighbours: 'search_results' } },
+    params: z.object({ index: workerPath, query_shards: z.array(workerPath).min(1), k: z.number().int().positive(), out: workerPath }),
+    result: z.object({ queries: z.number().int(), k: z.number().int(), seconds: z.number() }),
   },
 
   /** Which of these files exist on the worker's machine, and their sizes. */

@@ -7,6 +7,7 @@ import type { Readable, Writable } from 'node:stream'
 import { execa } from 'execa'
 import { MessageReader, encodeMessage, type Message } from './frames.js'
 import { ProtocolError, WorkerDiedError } from './errors.js'
+import { BadInputError } from '../run/exit-codes.js'
 import { trackChild } from './children.js'
 import { workerEnv } from './python.js'
 import { torchrunArgs, type TorchrunLaunch } from './torchrun.js'
@@ -183,7 +184,8 @@ export async function connectTcp(opts: TcpOptions): Promise<Transport> {
   if (answer.header.ok !== true) {
     socket.destroy()
     const error = answer.header.error as { message?: string } | undefined
-    throw new Error(`the worker at ${where} refused the connection: ${error?.message ?? 'no reason given'}`)
+    // A wrong token or certificate: the user's settings (worker.token_file, worker.tls_ca).
+    throw new BadInputError(`the worker at ${where} refused the connection: ${error?.message ?? 'no reason given'}`)
   }
   return transportOver('tcp', undefined, channel, lifeline, {
     kill: () => {

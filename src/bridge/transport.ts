@@ -8,7 +8,7 @@ export type Tables = Record<string, Table>
 export interface RawReply {
   ok: boolean
   result?: unknown
-  error?: { type: string; message: string; traceback: string }
+  error?: { type: string; message: string; traceback: string; bad_input?: boolean }
   tables: Tables
 }
 

@@ -70,7 +70,7 @@ export class Worker<M extends MethodTable> {
     const raw = await (opts.timeoutMs === undefined ? sent : this.withTimeout(sent, method, opts.timeoutMs))
     if (!raw.ok) {
       const e = raw.error ?? { type: 'Error', message: 'no error details', traceback: '' }
-      throw new WorkerError(method, e.type, e.message, e.traceback)
+      throw new WorkerError(method, e.type, e.message, e.traceback, e.bad_input === true)
     }
     const result = spec.result.safeParse(raw.result)
     if (!result.success) {

@@ -4,8 +4,9 @@ import { readFileSync } from 'node:fs'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import type { z } from 'zod'
 import { configSchema, PRESETS, type Config } from './schema.js'
+import { BadInputError } from '../run/exit-codes.js'
 
-export class ConfigError extends Error {
+export class ConfigError extends BadInputError {
   override name = 'ConfigError'
 }
 

@@ -117,6 +117,12 @@ export const headSchema = z.strictObject({
   sample_num_feat: positiveInt.nullable().default(null),
 })
 
+/** Which files train.export writes beside trained_model.pt (and the model card, always). */
+export const exportSchema = z.strictObject({
+  safetensors: z.boolean().default(true).describe('trained_model.safetensors: the same state dict, for loaders without pickle'),
+  onnx: z.boolean().default(true).describe('trained_model.onnx: the encoder, checked against torch with ONNX Runtime'),
+})
+
 export const trainSchema = z.strictObject({
   epochs: positiveInt.default(10),
   batch_size: positiveInt.default(128),
@@ -139,6 +145,7 @@ export const trainSchema = z.strictObject({
   head: headSchema.default(headSchema.parse({})),
   chunk_steps: positiveInt.default(25).describe('steps per worker call (progress and schedule granularity)'),
   checkpoint_every: positiveInt.default(500).describe('steps between checkpoints (also at every epoch end)'),
+  export: exportSchema.default(exportSchema.parse({})),
   health: z
     .strictObject({
       patience_steps: positiveInt.default(300).describe('warn when the loss has not fallen after this many steps'),

@@ -23,6 +23,7 @@ import type { Context } from '../run/context.js'
 import type { EvalRecord, Interval, TrainSummary } from '../run/records.js'
 import { RunDir } from '../run/run-dir.js'
 import { BOOTSTRAP_SEED, retrievalMetricKeys } from './comparable.js'
+import { BadInputError } from '../run/exit-codes.js'
 
 export interface CompareInput {
   /** Row name: the argument as given. */
@@ -47,7 +48,7 @@ function trainedModelOf(dir: string, rounds: number): string {
     const beside = join(dirname(summaryPath), basename(recorded))
     return existsSync(beside) ? beside : recorded
   }
-  throw new Error(`${dir} holds no trained model (no round-*/train/train.json): train it first`)
+  throw new BadInputError(`${dir} holds no trained model (no round-*/train/train.json): train it first`)
 }
 
 /**
@@ -57,15 +58,15 @@ function trainedModelOf(dir: string, rounds: number): string {
 export function resolveInput(config: Config, arg: string): CompareInput {
   const path = resolve(arg)
   const name = arg.replace(/\/+$/, '')
-  if (!existsSync(path)) throw new Error(`${arg}: no such run directory or checkpoint`)
+  if (!existsSync(path)) throw new BadInputError(`${arg}: no such run directory or checkpoint`)
   if (statSync(path).isFile()) {
     return { name, source: path, kind: 'checkpoint', spec: { ...config.model, weights: path }, imageList: null }
   }
   if (existsSync(join(path, 'sweep.json'))) {
-    throw new Error(`${arg} is a sweep: pass its sub-runs, e.g. ${join(arg, 'k-1000', 'seed-0')}`)
+    throw new BadInputError(`${arg} is a sweep: pass its sub-runs, e.g. ${join(arg, 'k-1000', 'seed-0')}`)
   }
   const manifest = new RunDir(path).readManifest()
-  if (!manifest) throw new Error(`${arg} is not a run directory (no manifest.json)`)
+  if (!manifest) throw new BadInputError(`${arg} is not a run directory (no manifest.json)`)
   const own = manifest.config as Config
   // Runs made before model.embedding_size existed have none in their manifest.
   const spec = { ...own.model, embedding_size: own.model.embedding_size ?? null, weights: trainedModelOf(path, own.rounds) }
@@ -76,11 +77,11 @@ export function resolveInput(config: Config, arg: string): CompareInput {
 
 /** Every argument resolved, each named once. */
 export function resolveInputs(config: Config, args: readonly string[]): CompareInput[] {
-  if (args.length === 0) throw new Error('compare: name at least one run directory or checkpoint')
+  if (args.length === 0) throw new BadInputError('compare: name at least one run directory or checkpoint')
   const inputs = args.map((arg) => resolveInput(config, arg))
   const names = inputs.map((i) => i.name)
   const duplicate = names.find((n, i) => names.indexOf(n) !== i)
-  if (duplicate) throw new Error(`compare: ${duplicate} is named twice`)
+  if (duplicate) throw new BadInputError(`compare: ${duplicate} is named twice`)
   return inputs
 }
 

@@ -3,6 +3,7 @@
 import { join } from 'node:path'
 import type { Config } from '../config/schema.js'
 import { writeJsonAtomic } from '../run/atomic.js'
+import { humanOutput, printJson } from '../run/json-output.js'
 import type { Context } from '../run/context.js'
 import { closeSession, openSession } from '../run/run-session.js'
 import { sweepTextTable, writeSweepReport } from './sweep-report.js'
@@ -16,6 +17,8 @@ export interface SweepOptions {
   resume?: boolean
   /** Workers in all (the session's and local stdio ones); default: the session's plus sweep.workers. */
   workers?: number
+  /** sweep.json on stdout, the table on stderr. */
+  json?: boolean
 }
 
 async function save(ctx: Context, result: SweepResult, pool: readonly PoolWorker[], started: number): Promise<{ summary: SweepSummary; report: string }> {
@@ -43,7 +46,8 @@ export async function sweepCommand(config: Config, opts: SweepOptions): Promise<
         },
       })
       const { summary, report } = await save(ctx, result, pool, started)
-      process.stdout.write(`${sweepTextTable(summary)}\n\n${summary.best.text}\n\nsweep.json: ${ctx.run.path('sweep.json')}\nreport: ${report}\n`)
+      humanOutput(Boolean(opts.json)).write(`${sweepTextTable(summary)}\n\n${summary.best.text}\n\nsweep.json: ${ctx.run.path('sweep.json')}\nreport: ${report}\n`)
+      if (opts.json) printJson(summary)
     } finally {
       await closePool(pool)
     }

@@ -16,9 +16,9 @@ import { existsSync, readFileSync } from 'node:fs'
 import type { Config } from '../config/schema.js'
 import { clusterEmbeddings, resolveK, type Clustering } from '../recipe/cluster.js'
 import { embedImages } from '../recipe/embed.js'
-import { evalPath, evalRecord, evaluateModel, writeEval, type ModelEval } from '../recipe/evaluate.js'
+import { evalRecord, evaluateModel, writeEval, type ModelEval } from '../recipe/evaluate.js'
 import { imagesKey, prepareImages, subset, type ImageList } from '../recipe/images.js'
-import { baselineModels, initialModel } from '../recipe/pipeline.js'
+import { baselineModels, checkTraining, initialModel } from '../recipe/pipeline.js'
 import { requireEvaluationSets, type EvalSets } from '../recipe/protocol.js'
 import { TEST, TRAIN } from '../recipe/split.js'
 import { trainRound } from '../recipe/train.js'
@@ -31,6 +31,7 @@ import { RunDir, type Manifest } from '../run/run-dir.js'
 import { timeStage } from '../run/stage-times.js'
 import { BOOTSTRAP_SEED, retrievalMetricKeys } from './comparable.js'
 import { runJobs, type PoolWorker } from './worker-pool.js'
+import { BadInputError } from '../run/exit-codes.js'
 
 /** Whole-set agreement of a clustering with the classes (no per-query values). */
 export const AGREEMENT_METRICS = ['nmi', 'ami', 'ari'] as const
@@ -73,27 +74,27 @@ export interface SweepResult {
 
 /** Checks the settings and turns ratios into K for N clustered images. */
 export function planSweep(settings: SweepSettings, evalConfig: Config['eval'], clusterConfig: Config['cluster'], n: number): SweepPlan {
-  if ((settings.k === null) === (settings.ratio === null)) throw new Error('sweep: give the K values (--k 300,1000) or the ratios K/N (--ratio 0.01,0.03), one of the two')
+  if ((settings.k === null) === (settings.ratio === null)) throw new BadInputError('sweep: give the K values (--k 300,1000) or the ratios K/N (--ratio 0.01,0.03), one of the two')
   const metric = settings.metric ?? (settings.train ? 'map@r' : 'ami')
   const retrieval = retrievalMetricKeys(evalConfig)
   if (!retrieval.includes(metric) && !(AGREEMENT_METRICS as readonly string[]).includes(metric)) {
-    throw new Error(`sweep: unknown metric "${metric}"; choose one of ${[...retrieval, ...AGREEMENT_METRICS].join(', ')}`)
+    throw new BadInputError(`sweep: unknown metric "${metric}"; choose one of ${[...retrieval, ...AGREEMENT_METRICS].join(', ')}`)
   }
   if (retrieval.includes(metric) && !settings.train) {
-    throw new Error(`sweep: the metric ${metric} is measured on trained models: add --train, or judge K by ${AGREEMENT_METRICS.join('/')}`)
+    throw new BadInputError(`sweep: the metric ${metric} is measured on trained models: add --train, or judge K by ${AGREEMENT_METRICS.join('/')}`)
   }
   const given = settings.k ?? settings.ratio!
   const ks = given.map((value) => {
     try {
       return settings.k ? resolveK({ ...clusterConfig, k: value, ratio: null }, n) : resolveK({ ...clusterConfig, ratio: value }, n)
     } catch (e) {
-      throw new Error(`sweep: ${(e as Error).message}`)
+      throw new BadInputError(`sweep: ${(e as Error).message}`)
     }
   })
   const order = ks.map((k, i) => [k, i] as const).sort((a, b) => a[0] - b[0])
   for (let i = 1; i < order.length; i++) {
     if (order[i]![0] === order[i - 1]![0]) {
-      throw new Error(`sweep: ${given[order[i - 1]![1]]} and ${given[order[i]![1]]} both give K=${order[i]![0]} for ${n} images`)
+      throw new BadInputError(`sweep: ${given[order[i - 1]![1]]} and ${given[order[i]![1]]} both give K=${order[i]![0]} for ${n} images`)
     }
   }
   return {
@@ -165,7 +166,7 @@ export function readPerQuery(dir: string): Record<string, Float64Array> {
  */
 async function clusterAt(sub: Context, images: ImageList, job: Job): Promise<Clustering> {
   const embeddings = await embedImages(sub, initialModel(sub), subset(images, TRAIN), 'train')
-  return clusterEmbeddings(sub, embeddings, sub.run.path('round-1', 'cluster'), images.classIds, job.k)
+  return clusterEmbeddings(sub, embeddings, sub.run.path('round-1', 'cluster'), images.classIds, job.k, 1)
 }
 
 function runRecord(sub: Context, job: Job, cluster: ClusterSummary): SweepRun {
@@ -204,7 +205,8 @@ async function trainAndEvaluate(sub: Context, images: ImageList, sets: EvalSets,
     const model = { ...initialModel(sub), weights: training.model }
     const result = await evaluateModel(sub, { name: `K=${job.k} seed ${job.seed}`, spec: model }, sets, { seed: BOOTSTRAP_SEED })
     const evaluation = evalRecord(result)
-    writeEval(evalPath(sub), [result])
+    // The sub-run's round-1 model: its tags line up with every other run's.
+    writeEval(sub, [result], [{ model: 'round-1', step: 1 }])
     writeArrowFile(sub.run.path(PER_QUERY), tableOf(result.perQuery))
     writeJsonAtomic(recordPath, { key, eval: evaluation } satisfies JobRecord) // last: it vouches for the files above
     stored = evaluation
@@ -225,9 +227,15 @@ export interface SweepHooks {
 
 export async function runSweep(ctx: Context, settings: SweepSettings, pool: readonly PoolWorker[], hooks: SweepHooks = {}): Promise<SweepResult> {
   if (ctx.config.rounds !== 1) ctx.warn(`the sweep trains one round per K; rounds = ${ctx.config.rounds} is ignored`)
-  const images = await prepareImages(ctx, (list) => void (settings.train && requireEvaluationSets(ctx.config, list, 'sweep')))
+  // With --train, the train.* settings nfhm run refuses are refused here too, before any stage.
+  const images = await prepareImages(ctx, async (list) => {
+    if (!settings.train) return
+    requireEvaluationSets(ctx.config, list, 'sweep')
+    const { result: model } = await ctx.worker.call('model.describe', { model: initialModel(ctx) })
+    checkTraining(ctx, model, subset(list, TRAIN).ids.length)
+  })
   if (images.classNames.length === 0) {
-    throw new Error('sweep: K is judged against the true classes, and these images have none: set data.label_column (or use an image-folder tree)')
+    throw new BadInputError('sweep: K is judged against the true classes, and these images have none: set data.label_column (or use an image-folder tree)')
   }
   const sets = settings.train ? requireEvaluationSets(ctx.config, images, 'sweep') : null
   const embeddings = await embedImages(ctx, initialModel(ctx), subset(images, TRAIN), 'train')

@@ -7,6 +7,7 @@ import { workerMethods, type WorkerMethods } from '../bridge/methods.js'
 import { openWorker, type Worker } from '../bridge/worker.js'
 import type { Context } from '../run/context.js'
 import { workerSpec } from '../run/run-session.js'
+import { BadInputError } from '../run/exit-codes.js'
 
 export type ExtraWorkerConfig = Config['sweep']['workers'][number]
 
@@ -39,11 +40,11 @@ export async function openPool(ctx: Context, extra: readonly ExtraWorkerConfig[]
     { name: 'worker 1', config: ctx.config.worker, worker: ctx.worker, device: ctx.device, transport: first.transport, pid: first.pid },
   ]
   if (extra.filter((w) => w.transport === 'pythonia').length + (first.transport === 'pythonia' ? 1 : 0) > 1) {
-    throw new Error('only one pythonia worker can run per process: give the extra workers transport "stdio" or "tcp"')
+    throw new BadInputError('only one pythonia worker can run per process: give the extra workers transport "stdio" or "tcp"')
   }
   try {
     for (const [i, w] of extra.entries()) {
-      if (w.transport === 'tcp' && w.address === null) throw new Error(`sweep.workers[${i}]: address is required for the tcp transport`)
+      if (w.transport === 'tcp' && w.address === null) throw new BadInputError(`sweep.workers[${i}]: address is required for the tcp transport`)
       const base = workerSpec({ ...ctx.config, worker: w })
       const spec = base.transport === 'tcp' ? base : { ...base, env: w.env }
       const name = `worker ${i + 2}`

@@ -8,8 +8,10 @@ import { writeJsonAtomic } from '../run/atomic.js'
 import type { Context } from '../run/context.js'
 import { keyOf } from '../run/keys.js'
 import type { ClusterSummary } from '../run/records.js'
+import { integerHistogram, runEvents } from '../run/tensorboard.js'
 import { readWorkerTable, workerFilesExist, workerPath } from '../run/worker-files.js'
 import type { EmbeddingSet } from './embed.js'
+import { BadInputError } from '../run/exit-codes.js'
 
 export interface Clustering {
   summary: ClusterSummary
@@ -23,20 +25,26 @@ export interface Clustering {
 export function resolveK(cfg: Config['cluster'], n: number): number {
   const k = cfg.ratio !== null ? Math.round(cfg.ratio * n) : cfg.k!
   const field = cfg.ratio !== null ? `cluster.ratio = ${cfg.ratio}` : `cluster.k = ${cfg.k}`
-  if (k > n) throw new Error(`${field}: K=${k} is larger than the number of images to cluster (n=${n}); choose K <= ${n}`)
+  if (k > n) throw new BadInputError(`${field}: K=${k} is larger than the number of images to cluster (n=${n}); choose K <= ${n}`)
   if (k < 2) {
     const choose = cfg.ratio !== null ? `cluster.ratio >= ${(2 / n).toPrecision(2)}` : 'K >= 2'
-    throw new Error(`${field}: K=${k} for n=${n} images; K must be at least 2 (one cluster is no class to tell apart); choose ${choose}`)
+    throw new BadInputError(`${field}: K=${k} for n=${n} images; K must be at least 2 (one cluster is no class to tell apart); choose ${choose}`)
   }
   return k
 }
 
+/**
+ * The pseudo-labels of `embeddings` in `dir`, reused when made under the same
+ * key. Made afresh, their statistics go to TensorBoard at step `round` (none:
+ * a clustering outside the rounds, not logged).
+ */
 export async function clusterEmbeddings(
   ctx: Context,
   embeddings: EmbeddingSet,
   dir: string,
   classOf: Int32Array,
   k = resolveK(ctx.config.cluster, embeddings.rows),
+  round?: number,
 ): Promise<Clustering> {
   const cfg = ctx.config.cluster
   const settings = { ...cfg, k, ratio: undefined }
@@ -84,6 +92,7 @@ export async function clusterEmbeddings(
     agreement: truth.some((c) => c < 0) ? null : clusterAgreement(truth, clusters),
   }
   writeJsonAtomic(summaryPath, summary)
+  if (round !== undefined) logClusterStats(ctx, round, summary)
   for (const warning of result.warnings) ctx.warn(`cluster: ${warning}`)
   const a = summary.agreement
   ctx.say(
@@ -92,4 +101,21 @@ export async function clusterEmbeddings(
       (a ? `; vs true classes NMI ${a.nmi.toFixed(3)} AMI ${a.ami.toFixed(3)} ARI ${a.ari.toFixed(3)} purity ${a.purity.toFixed(3)}` : ''),
   )
   return { summary, dir, ids, clusters }
+}
+
+/** cluster.json in TensorBoard at step `round`: the histogram of cluster sizes (cluster/size) and the scalars summing it up. */
+function logClusterStats(ctx: Context, round: number, summary: ClusterSummary): void {
+  const events = runEvents(ctx.run.root)
+  const { sizes, agreement } = summary
+  events.histogram('cluster/size', round, integerHistogram(sizes.histogram.sizes, sizes.histogram.counts))
+  const scalars: Record<string, number> = {
+    empty: sizes.empty,
+    singletons: sizes.singletons,
+    max_over_mean: sizes.maxOverMean,
+    normalized_entropy: sizes.normalizedEntropy,
+    objective: summary.objective,
+    ...agreement,
+  }
+  for (const [name, value] of Object.entries(scalars)) events.scalar(`cluster/${name}`, round, value)
+  events.flush()
 }

@@ -1,4 +1,4 @@
-// `nfhm embed`: batched forward passes in the worker, one shard per call, each
+// The embed stage (and `nfhm embed`, `nfhm search`): batched forward passes in the worker, one shard per call, each
 // shard an Arrow IPC file. Shards are cached under a key of everything that
 // changes the numbers (model, weights hash, transform, precision, the image
 // files, each by its path, size and modification time):
@@ -9,7 +9,8 @@ import { join } from 'node:path'
 import type { BadImage, ModelSpec } from '../bridge/methods.js'
 import { tableOf } from '../run/arrow.js'
 import { writeJsonAtomic } from '../run/atomic.js'
-import { resolvePrecision, saveManifest, type Context } from '../run/context.js'
+import { BadInputError } from '../run/exit-codes.js'
+import { resolvePrecision, saveManifest, type Context, type Session } from '../run/context.js'
 import { keyOf } from '../run/keys.js'
 import { Progress } from '../run/progress.js'
 import { workerFilesExist, workerPath } from '../run/worker-files.js'
@@ -32,7 +33,7 @@ interface ShardRecord {
   seconds: number
 }
 
-export class BadImagesError extends Error {
+export class BadImagesError extends BadInputError {
   override name = 'BadImagesError'
   constructor(readonly bad: BadImage[]) {
     const lines = bad.map((b) => `  ${b.path}: ${b.reason}`)
@@ -55,6 +56,20 @@ function readJson<T>(path: string): T | undefined {
 }
 
 export async function embedImages(ctx: Context, model: ModelSpec, images: Subset, label: string): Promise<EmbeddingSet> {
+  return embedInCache(ctx, model, images, label, (bad) => acceptBadImages(ctx, bad))
+}
+
+/**
+ * Embeds `images` into the shared cache (or finds them there); `accept` sees
+ * the unreadable images and throws to refuse them, before the set is recorded.
+ */
+export async function embedInCache(
+  ctx: Session,
+  model: ModelSpec,
+  images: Subset,
+  label: string,
+  accept: (bad: BadImage[]) => void,
+): Promise<EmbeddingSet> {
   const cfg = ctx.config.embed
   const precision = resolvePrecision(ctx, cfg.precision)
   const { result: described } = await ctx.worker.call('model.describe', { model })
@@ -106,7 +121,7 @@ export async function embedImages(ctx: Context, model: ModelSpec, images: Subset
   const set: EmbeddingSet = { key, dir, shards, rows: records.reduce((a, r) => a + r.rows, 0), dim: records[0]!.dim, bad }
   const before = resumed > 0 ? ` (${resumed.toLocaleString('en-US')} embedded before)` : ''
   progress.finish(resumed === images.ids.length ? `(cached: ${dir})` : `-> ${dir}${before}`)
-  acceptBadImages(ctx, bad)
+  accept(bad)
   writeJsonAtomic(join(dir, 'embeddings.json'), { key, model, described, precision, rows: set.rows, dim: set.dim, shards: nShards, bad })
   return set
 }

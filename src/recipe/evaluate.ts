@@ -2,6 +2,7 @@
 // protocol (cached), the worker finds exact nearest neighbours, and the
 // metrics are computed here from the neighbour lists and the true labels,
 // each with a bootstrap 95% interval.
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Vector } from 'apache-arrow'
 import type { ModelSpec } from '../bridge/methods.js'
@@ -19,6 +20,7 @@ import { halfSamples, subsampleInterval, type HalfSamples } from '../eval/subsam
 import { writeJsonAtomic } from '../run/atomic.js'
 import type { Context } from '../run/context.js'
 import type { EvalRecord, Interval } from '../run/records.js'
+import { runEvents } from '../run/tensorboard.js'
 import { embedImages } from './embed.js'
 import type { Subset } from './images.js'
 import type { EvalSets } from './protocol.js'
@@ -214,8 +216,40 @@ export function evalRecord({ perQuery: _p, nmiSamples: _n, clusteredIds: _c, nea
   return record
 }
 
-export function writeEval(path: string, results: ModelEval[]): void {
-  writeJsonAtomic(path, results.map(evalRecord))
+/** Where a model's scores go in TensorBoard: `eval/<model>/<metric>` at `step` (the model's round; 0 for a baseline). */
+export interface EvalEvents {
+  model: string
+  step: number
+}
+
+/** A model's name as a TensorBoard tag's part: "round 1" -> round-1, "pixels (centred)" -> pixels-centred. */
+export const tagName = (name: string): string =>
+  name
+    .toLowerCase()
+    .replace(/[^a-z0-9@.]+/g, '-')
+    .replace(/^-|-$/g, '')
+
+const scoresOf = (r: EvalRecord) => JSON.stringify([r.metrics, r.clustering])
+
+/**
+ * Writes eval.json, and to TensorBoard (`events[i]` for `results[i]`) the
+ * scores of each model that the eval.json it replaces did not already hold
+ * with the same values: a rerun that finds the same scores logs nothing twice.
+ */
+export function writeEval(ctx: Context, results: ModelEval[], events: EvalEvents[]): void {
+  const path = evalPath(ctx)
+  const before = new Map(existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as EvalRecord[]).map((r) => [r.name, scoresOf(r)]) : [])
+  const records = results.map(evalRecord)
+  writeJsonAtomic(path, records)
+  const file = runEvents(ctx.run.root)
+  records.forEach((record, i) => {
+    if (before.get(record.name) === scoresOf(record)) return
+    const { model, step } = events[i]!
+    const { nmi, ami, ari, purity } = record.clustering
+    const scalars = { ...Object.fromEntries(Object.entries(record.metrics).map(([metric, m]) => [metric, m.estimate])), nmi: nmi.estimate, ami, ari, purity }
+    for (const [metric, value] of Object.entries(scalars)) file.scalar(`eval/${model}/${metric}`, step, value)
+  })
+  file.flush()
 }
 
 export const evalPath = (ctx: Context) => join(ctx.run.root, 'eval.json')

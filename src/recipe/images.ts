@@ -1,9 +1,10 @@
 // The image list: the user's table or folder tree, with ids, class ids and a split.
 import type { BadImage } from '../bridge/methods.js'
 import { tableOf, writeArrowFile } from '../run/arrow.js'
-import { saveManifest, type Context } from '../run/context.js'
+import { saveManifest, type Context, type Session } from '../run/context.js'
 import { keyOf } from '../run/keys.js'
 import { BOTH, evaluatedImages, splitImages, TEST, TRAIN } from './split.js'
+import { BadInputError } from '../run/exit-codes.js'
 
 export interface ImageList {
   /** Image i has id i. */
@@ -34,7 +35,7 @@ export function subset(images: ImageList, which: number, keep: (id: number) => b
 /** The test split, which evaluation cannot do without. */
 export function testSplit(images: ImageList): Subset {
   const test = subset(images, TEST)
-  if (test.ids.length === 0) throw new Error('the test split is empty: set data.split to hold out images for evaluation')
+  if (test.ids.length === 0) throw new BadInputError('the test split is empty: set data.split to hold out images for evaluation')
   return test
 }
 
@@ -105,7 +106,7 @@ export async function prepareImages(ctx: Context, check: (images: ImageList) => 
 }
 
 /** The images of `images` that cannot be decoded (read now, without a model). */
-export async function findBadImages(ctx: Context, images: Subset): Promise<BadImage[]> {
+export async function findBadImages(ctx: Session, images: Subset): Promise<BadImage[]> {
   const { result } = await ctx.worker.call(
     'data.check',
     { loader_workers: ctx.config.embed.loader_workers },
@@ -119,7 +120,7 @@ export async function findBadImages(ctx: Context, images: Subset): Promise<BadIm
  * size and modification time on the worker's machine, so that a file changed
  * in place counts as a new image.
  */
-export async function imagesKey(ctx: Context, images: Subset): Promise<string> {
+export async function imagesKey(ctx: Session, images: Subset): Promise<string> {
   const { result } = await ctx.worker.call('data.stat', {}, { tables: { images: tableOf({ id: images.ids, path: images.paths }) } })
   return keyOf({ ids: Array.from(images.ids), paths: images.paths, files: result.sha256 }, 64)
 }

@@ -1,7 +1,8 @@
 // The recipe end to end: images -> (embed -> cluster -> train) x rounds ->
 // evaluate. Every stage is skipped when its output exists under the same key.
 import { join } from 'node:path'
-import type { ModelSpec } from '../bridge/methods.js'
+import type { z } from 'zod'
+import type { ModelSpec, WorkerMethods } from '../bridge/methods.js'
 import type { EvalPictures } from '../report/pictures.js'
 import type { Context } from '../run/context.js'
 import type { TrainSummary } from '../run/records.js'
@@ -9,13 +10,16 @@ import { timeStage } from '../run/stage-times.js'
 import { clusterEmbeddings, resolveK, type Clustering } from './cluster.js'
 import { findBadImages, prepareImages, subset, type ImageList, type Subset } from './images.js'
 import { acceptBadImages, BadImagesError, embedImages } from './embed.js'
-import { evaluateModel, writeEval, evalPath, type ModelEval, type ModelUnderTest } from './evaluate.js'
+import { evaluateModel, tagName, writeEval, type ModelEval, type ModelUnderTest } from './evaluate.js'
 import { evaluationPictures } from './pictures.js'
 import { evaluatedCount, evaluationSets, noLabels } from './protocol.js'
 import { addVersus } from './versus.js'
 import { TEST, TRAIN } from './split.js'
 import { workerFilesExist, workerPath } from '../run/worker-files.js'
 import { trainRound } from './train.js'
+import { BadInputError } from '../run/exit-codes.js'
+
+type ModelDescription = z.output<WorkerMethods['model.describe']['result']>
 
 export interface PipelineOptions {
   /** Last stage to run. */
@@ -49,10 +53,21 @@ async function checkPlan(ctx: Context, images: ImageList, until: PipelineOptions
   const nTrain = subset(images, TRAIN).ids.length
   resolveK(ctx.config.cluster, nTrain)
   if (until === 'cluster') return
+  checkTraining(ctx, model, nTrain)
+  if (until === 'train') return
+  // A query or gallery filter that picks nothing throws here.
+  const sets = evaluationSets(ctx.config, images)
+  const k = ctx.config.eval.cluster_k
+  const n = sets ? evaluatedCount(sets) : 0
+  if (sets && k !== null && k > n) throw new BadInputError(`eval.cluster_k = ${k}: larger than the number of evaluated images (${n}); choose eval.cluster_k <= ${n}`)
+}
+
+/** What train.* asks of the model (as the worker describes it) and of `nTrain` training images. */
+export function checkTraining(ctx: Context, model: ModelDescription, nTrain: number): void {
   const batch = ctx.config.train.batch_size
-  if (nTrain < batch) throw new Error(`train.batch_size = ${batch}: the ${nTrain} training images cannot fill one batch; choose train.batch_size <= ${nTrain}`)
+  if (nTrain < batch) throw new BadInputError(`train.batch_size = ${batch}: the ${nTrain} training images cannot fill one batch; choose train.batch_size <= ${nTrain}`)
   if (batch < model.min_train_batch) {
-    throw new Error(`train.batch_size = ${batch}: ${ctx.config.model.name} has BatchNorm layers, which need at least ${model.min_train_batch} images per step; choose train.batch_size >= ${model.min_train_batch}`)
+    throw new BadInputError(`train.batch_size = ${batch}: ${ctx.config.model.name} has BatchNorm layers, which need at least ${model.min_train_batch} images per step; choose train.batch_size >= ${model.min_train_batch}`)
   }
   const a = ctx.config.train.augment
   if (a.crop_scale[0] === 1 && a.hflip_prob === 0 && a.randaug_ops === 0 && a.erasing_prob === 0) {
@@ -60,16 +75,10 @@ async function checkPlan(ctx: Context, images: ImageList, until: PipelineOptions
     ctx.warn('train.augment is off: without augmentation cluster discrimination tends to memorise the pseudo-labels and lose the true classes; crops and flips are what teach invariance')
   }
   const freeze = ctx.config.train.freeze
-  if (freeze > 0 && model.blocks === null) throw new Error(`train.freeze = ${freeze}: ${ctx.config.model.name} cannot be partly frozen; use train.freeze = 0`)
+  if (freeze > 0 && model.blocks === null) throw new BadInputError(`train.freeze = ${freeze}: ${ctx.config.model.name} cannot be partly frozen; use train.freeze = 0`)
   if (model.blocks !== null && freeze > model.blocks) {
-    throw new Error(`train.freeze = ${freeze}: ${ctx.config.model.name} has ${model.blocks} blocks; choose train.freeze between 0 and ${model.blocks}`)
+    throw new BadInputError(`train.freeze = ${freeze}: ${ctx.config.model.name} has ${model.blocks} blocks; choose train.freeze between 0 and ${model.blocks}`)
   }
-  if (until === 'train') return
-  // A query or gallery filter that picks nothing throws here.
-  const sets = evaluationSets(ctx.config, images)
-  const k = ctx.config.eval.cluster_k
-  const n = sets ? evaluatedCount(sets) : 0
-  if (sets && k !== null && k > n) throw new Error(`eval.cluster_k = ${k}: larger than the number of evaluated images (${n}); choose eval.cluster_k <= ${n}`)
 }
 
 export async function runPipeline(ctx: Context, opts: PipelineOptions): Promise<PipelineResult> {
@@ -88,10 +97,11 @@ export async function runPipeline(ctx: Context, opts: PipelineOptions): Promise<
     })
     if (round === 1) acceptBadImages(ctx, testBad)
     if (opts.until === 'embed') return { images, rounds, evaluation: [], pictures: null }
-    const clusterStage = () => clusterEmbeddings(ctx, embeddings, ctx.run.path(`round-${round}`, 'cluster'), images.classIds)
+    const clusterStage = () => clusterEmbeddings(ctx, embeddings, ctx.run.path(`round-${round}`, 'cluster'), images.classIds, undefined, round)
     const clustering = await timeStage(ctx, `cluster.round-${round}`, clusterStage, (c) => c.summary.key)
     if (opts.until === 'cluster') return { images, rounds: [{ round, clustering, training: null, model }], evaluation: [], pictures: null }
-    const trainStage = () => trainRound(ctx, { round, model, paths: images.paths, clustering, restart: opts.restart })
+    const stepsBefore = rounds.reduce((steps, r) => steps + r.training!.steps, 0)
+    const trainStage = () => trainRound(ctx, { round, model, paths: images.paths, clustering, restart: opts.restart, stepsBefore })
     const training = await timeStage(ctx, `train.round-${round}`, trainStage, (t) => t.key)
     model = { ...model, weights: training.model }
     rounds.push({ round, clustering, training, model })
@@ -117,7 +127,11 @@ async function evaluateAll(ctx: Context, images: ImageList, rounds: RoundResult[
   const results: ModelEval[] = []
   for (const model of models) results.push(await evaluateModel(ctx, model, sets, { seed }))
   addVersus(results, baselines, { resamples: ctx.config.eval.bootstrap, seed })
-  writeEval(evalPath(ctx), results)
+  writeEval(
+    ctx,
+    results,
+    models.map((m, i) => ({ model: tagName(m.name), step: i < baselines ? 0 : rounds[i - baselines]!.round })),
+  )
   return { evaluation: results, pictures: await evaluationPictures(ctx, images, results, baselines, seed) }
 }
 

@@ -6,6 +6,7 @@ import { valueList, type Config } from '../config/schema.js'
 import type { EvalProtocol } from '../run/records.js'
 import { subset, testSplit, type ImageList, type Subset } from './images.js'
 import { evaluatedImages, TEST } from './split.js'
+import { BadInputError } from '../run/exit-codes.js'
 
 export interface EvalSets {
   protocol: EvalProtocol
@@ -24,7 +25,7 @@ export function noLabels(config: Config): string {
 /** evaluationSets for a command that exists to evaluate (`who`: compare, sweep): no labels is an error there. */
 export function requireEvaluationSets(config: Config, images: ImageList, who: string): EvalSets {
   const sets = evaluationSets(config, images)
-  if (!sets) throw new Error(`${who}: ${noLabels(config)}`)
+  if (!sets) throw new BadInputError(`${who}: ${noLabels(config)}`)
   return sets
 }
 
@@ -55,7 +56,7 @@ export function evaluationSets(config: Config, images: ImageList): EvalSets | nu
     const picked = subset(images, TEST, (i) => labelled(i) && holds(i))
     if (picked.ids.length === 0) {
       const where = base.images === 'whole collection' ? 'labelled image' : 'labelled test image'
-      throw new Error(`eval.protocol.${field} = ${JSON.stringify(p[field])}: no ${where} has ${p.column} = ${values.map((v) => JSON.stringify(v)).join(' or ')}; ${valuesHeld(images, scored, p.column)}`)
+      throw new BadInputError(`eval.protocol.${field} = ${JSON.stringify(p[field])}: no ${where} has ${p.column} = ${values.map((v) => JSON.stringify(v)).join(' or ')}; ${valuesHeld(images, scored, p.column)}`)
     }
     return picked
   }

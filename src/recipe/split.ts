@@ -4,6 +4,7 @@
 import { valueList, type Config } from '../config/schema.js'
 import { shuffle, Xoshiro128ss } from '../eval/prng.js'
 import type { EvaluatedImages } from '../run/records.js'
+import { BadInputError } from '../run/exit-codes.js'
 
 /** Split flags are bits: an image of the whole collection is both. */
 export const TRAIN = 1
@@ -40,7 +41,7 @@ export function splitImages(split: Config['data']['split'], classIds: Int32Array
     })
     if (bad.length > 0) {
       const allowed = [...train, ...test].map((v) => JSON.stringify(v)).join(', ')
-      throw new Error(`split column "${split.column}" must hold one of ${allowed}; found ${bad.join(', ')}`)
+      throw new BadInputError(`split column "${split.column}" must hold one of ${allowed}; found ${bad.join(', ')}`)
     }
     return flags
   }

@@ -7,6 +7,8 @@
 // trainRound is the round in order: a finished training under the same key is
 // reused; else the worker's training opens (from the last checkpoint of this
 // key unless restarted), the steps run in chunks, and the model is exported.
+// Each chunk's steps also go to TensorBoard (train/*), numbered after the
+// earlier rounds' steps so that the rounds follow each other on one axis.
 import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import type { z } from 'zod'
@@ -18,6 +20,7 @@ import { resolvePrecision, type Context } from '../run/context.js'
 import { keyOf } from '../run/keys.js'
 import { Progress } from '../run/progress.js'
 import { readMetrics, type StepRecord, type TrainSummary } from '../run/records.js'
+import { runEvents, type EventFile } from '../run/tensorboard.js'
 import { workerFilesExist, workerPath } from '../run/worker-files.js'
 import type { Clustering } from './cluster.js'
 import { LossHealth, TrainingDivergedError } from './loss-health.js'
@@ -30,6 +33,8 @@ export interface TrainOptions {
   clustering: Clustering
   /** Drop an unfinished training of this round and start it again. */
   restart: boolean
+  /** The training steps of the earlier rounds (default 0): in TensorBoard this round's step s is step stepsBefore + s. */
+  stepsBefore?: number
 }
 
 /** checkpoint.json: which training the checkpoint belongs to, and its step. */
@@ -49,6 +54,10 @@ interface RoundTraining {
   checkpointPath: string
   checkpointRecordPath: string
   metricsPath: string
+  events: EventFile
+  stepsBefore: number
+  /** Steps before this one are recorded already, in metrics.jsonl and TensorBoard (a resumed training redoes them). */
+  loggedUntil: number
 }
 
 /** The worker's training as train.start opened it, and the schedule of all its steps. */
@@ -66,7 +75,8 @@ export async function trainRound(ctx: Context, opts: TrainOptions): Promise<Trai
   const { round } = opts
   const dir = ctx.run.path(`round-${round}`, 'train')
   const precision = resolvePrecision(ctx, cfg.precision)
-  const key = keyOf({ model: opts.model, clustering: opts.clustering.summary.key, train: { ...cfg, chunk_steps: undefined }, precision })
+  // Neither the chunking nor the export formats change the trained model (and keys from before train.export stay valid).
+  const key = keyOf({ model: opts.model, clustering: opts.clustering.summary.key, train: { ...cfg, chunk_steps: undefined, export: undefined }, precision })
   const summaryPath = join(dir, 'train.json')
   const finished = await finishedTraining(ctx, summaryPath, key)
   if (finished) {
@@ -83,17 +93,24 @@ export async function trainRound(ctx: Context, opts: TrainOptions): Promise<Trai
     checkpointPath: workerPath(ctx, join(dir, 'checkpoint.pt')),
     checkpointRecordPath: join(dir, 'checkpoint.json'),
     metricsPath: ctx.run.path('metrics.jsonl'),
+    events: runEvents(ctx.run.root),
+    stepsBefore: opts.stepsBefore ?? 0,
+    loggedUntil: 0,
   }
   const resume = await resumePoint(ctx, training, opts.restart)
   const open = await openTraining(ctx, opts, precision, resume)
-  // Steps after the checkpoint are done again: drop their records.
-  dropStepRecords(training.metricsPath, round, open.startStep)
+  // A resume redoes the steps after its checkpoint exactly, so the records of
+  // those steps (in metrics.jsonl and TensorBoard) stand and are not written
+  // twice; kept rather than dropped, a second kill before they are redone
+  // still finds them. Training from step 0 drops the round's records.
+  if (resume) training.loggedUntil = recordedUntil(training.metricsPath, round)
+  dropStepRecords(training.metricsPath, round, training.loggedUntil)
   if (open.startStep > 0) ctx.say(`train round ${round}: resuming at step ${open.startStep} of ${open.total} from ${training.checkpointPath}`)
 
   const health = watchLoss(ctx, training, open.total)
   const progress = new Progress(`train round ${round}`, open.total, 'steps')
   const done = await runSteps(ctx, training, open, health, progress)
-  const summary = await exportModel(ctx, training, open, { ...done, warnings: health.warnings })
+  const summary = await exportModel(ctx, training, open, opts.model, { ...done, warnings: health.warnings })
   const first = summary.epoch_loss[0]!
   const last = summary.epoch_loss.at(-1)!
   progress.finish(`loss ${first.toFixed(3)} (epoch 1) -> ${last.toFixed(3)} (epoch ${cfg.epochs}); ${summary.images_per_s.toFixed(0)} images/s`)
@@ -158,6 +175,11 @@ async function openTraining(ctx: Context, opts: TrainOptions, precision: ReturnT
   }
 }
 
+/** One past the last step of `round` in metrics.jsonl (0 when it has none). */
+function recordedUntil(metricsPath: string, round: number): number {
+  return readMetrics(metricsPath).reduce((until, r) => (r.round === round ? Math.max(until, r.step + 1) : until), 0)
+}
+
 /** Rewrites metrics.jsonl without this round's records from `fromStep` on (and without a last line cut short). */
 function dropStepRecords(metricsPath: string, round: number, fromStep: number): void {
   const kept = readMetrics(metricsPath).filter((r) => r.round < round || (r.round === round && r.step < fromStep))
@@ -195,10 +217,11 @@ function watchLoss(ctx: Context, training: RoundTraining, total: number): LossWa
   }
 }
 
-/** Appends a chunk's steps, from `firstStep`, to metrics.jsonl. */
+/** Appends a chunk's steps not recorded yet, from `firstStep`, to metrics.jsonl and TensorBoard. */
 function recordSteps(training: RoundTraining, open: OpenTraining, firstStep: number, lr: [number, number][], beta1: [number, number][], result: StepsResult): void {
-  const lines = result.loss.map((loss, i) => {
+  const lines = result.loss.flatMap((loss, i) => {
     const s = firstStep + i
+    if (s < training.loggedUntil) return []
     return JSON.stringify({
       round: training.round,
       step: s,
@@ -211,6 +234,19 @@ function recordSteps(training: RoundTraining, open: OpenTraining, firstStep: num
     } satisfies StepRecord)
   })
   if (lines.length > 0) appendToFile(training.metricsPath, lines.join('\n') + '\n')
+  const { events } = training
+  result.loss.forEach((loss, i) => {
+    const s = firstStep + i
+    if (s < training.loggedUntil) return
+    const step = training.stepsBefore + s
+    events.scalar('train/loss', step, loss)
+    events.scalar('train/lr_backbone', step, lr[i]![0])
+    events.scalar('train/lr_head', step, lr[i]![1])
+    events.scalar('train/beta1', step, beta1[i]![0])
+    events.scalar('train/grad_norm', step, result.grad_norm[i]!)
+    if (result.grad_scale !== null) events.scalar('train/grad_scale', step, result.grad_scale)
+  })
+  events.flush()
 }
 
 /**
@@ -260,17 +296,29 @@ function epochMeans(records: StepRecord[], stepsPerEpoch: number, epochs: number
   return Array.from(sums, (s, e) => s / counts[e]!)
 }
 
-/** Has the worker write trained_model.pt and final_centroids.npy, then writes train.json. */
+/**
+ * Has the worker write trained_model.pt and final_centroids.npy, the exports
+ * beside the .pt that train.export asks for and the model card, then writes
+ * train.json; an export's failure or missed parity is one of its warnings.
+ */
 async function exportModel(
   ctx: Context,
   training: RoundTraining,
   open: OpenTraining,
+  model: ModelSpec,
   done: { seconds: number; images: number; warnings: string[] },
 ): Promise<TrainSummary> {
   const { round, key, dir } = training
   const modelPath = workerPath(ctx, join(dir, 'trained_model.pt'))
   const centroidsPath = workerPath(ctx, join(dir, 'final_centroids.npy'))
-  await ctx.worker.call('train.export', { model_path: modelPath, centroids_path: centroidsPath })
+  const { result: exported } = await ctx.worker.call('train.export', {
+    model_path: modelPath,
+    centroids_path: centroidsPath,
+    model,
+    round,
+    formats: ctx.config.train.export,
+  })
+  for (const warning of exported.warnings) ctx.warn(`train round ${round}: ${warning}`)
   const records = readMetrics(training.metricsPath).filter((r) => r.round === round)
   const summary: TrainSummary = {
     key,
@@ -281,9 +329,11 @@ async function exportModel(
     seconds: done.seconds,
     images_per_s: done.images / Math.max(done.seconds, 1e-9),
     epoch_loss: epochMeans(records, open.stepsPerEpoch, ctx.config.train.epochs),
-    warnings: done.warnings,
+    warnings: [...done.warnings, ...exported.warnings],
     model: modelPath,
     centroids: centroidsPath,
+    ...exported.files,
+    onnx_parity: exported.onnx_parity,
   }
   writeJsonAtomic(training.summaryPath, summary)
   return summary

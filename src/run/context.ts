@@ -4,17 +4,22 @@ import type { WorkerMethods } from '../bridge/methods.js'
 import type { Worker } from '../bridge/worker.js'
 import type { Manifest, RunDir } from './run-dir.js'
 
-export interface Context {
-  config: Config
-  run: RunDir
+/** What work through the worker needs: a run's Context, or a command without a run (`nfhm embed`, `index`, `search`). */
+export interface Session {
+  config: Pick<Config, 'embed' | 'worker'>
   worker: Worker<WorkerMethods>
   device: 'cpu' | 'cuda'
   /** Shared by runs under the same runs_dir: embeddings keyed by what made them. */
   cacheDir: string
-  manifest: Manifest
   /** Progress and notes for the user (stderr); stdout is kept for results. */
   say(message: string): void
   warn(message: string): void
+}
+
+export interface Context extends Session {
+  config: Config
+  run: RunDir
+  manifest: Manifest
 }
 
 export function saveManifest(ctx: Context): void {
@@ -22,6 +27,6 @@ export function saveManifest(ctx: Context): void {
 }
 
 /** 'auto' precision: bf16 autocast on CUDA, fp32 on CPU (bf16 matmuls are slow on most CPUs). */
-export function resolvePrecision(ctx: Context, precision: Config['train']['precision']): 'fp32' | 'bf16' | 'fp16' {
+export function resolvePrecision(ctx: Session, precision: Config['train']['precision']): 'fp32' | 'bf16' | 'fp16' {
   return precision === 'auto' ? (ctx.device === 'cuda' ? 'bf16' : 'fp32') : precision
 }

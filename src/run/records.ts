@@ -47,6 +47,21 @@ export interface TrainSummary {
   /** trained_model.pt and final_centroids.npy, on the worker's machine. */
   model: string
   centroids: string
+  /** Beside trained_model.pt (train.export; null where not written or failed): its safetensors copy, its ONNX export and the model card. */
+  safetensors: string | null
+  onnx: string | null
+  card: string
+  /** ONNX Runtime's embedding against torch's on one seeded batch (null without an ONNX file). */
+  onnx_parity: OnnxParity | null
+}
+
+/** train.json's ONNX check: the largest difference, and the largest |value| that gives it its scale. */
+export interface OnnxParity {
+  opset: number
+  batch: number
+  max_abs_diff: number
+  max_abs_output: number
+  seconds: number
 }
 
 /** round-<r>/cluster/cluster.json: the pseudo-labels' k-means. */

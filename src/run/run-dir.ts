@@ -3,8 +3,9 @@ import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync
 import { hostname } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { writeJsonAtomic } from './atomic.js'
+import { BadInputError } from './exit-codes.js'
 
-export class RunLockedError extends Error {
+export class RunLockedError extends BadInputError {
   override name = 'RunLockedError'
 }
 
@@ -49,19 +50,19 @@ function makeDirectory(dir: string): string | undefined {
   let existing = dir
   for (; !existsSync(existing); existing = dirname(existing)) missing.unshift(existing)
   const cannot = `cannot create the run directory ${dir}`
-  if (!statSync(existing).isDirectory()) throw new Error(`${cannot}: ${existing} is a file, not a folder`)
+  if (!statSync(existing).isDirectory()) throw new BadInputError(`${cannot}: ${existing} is a file, not a folder`)
   const kernel = KERNEL_FILESYSTEMS[statfsSync(existing).type]
-  if (kernel) throw new Error(`${cannot}: ${existing} is on ${kernel}, a view of the kernel that holds no files; choose another runs_dir or --run-dir`)
+  if (kernel) throw new BadInputError(`${cannot}: ${existing} is on ${kernel}, a view of the kernel that holds no files; choose another runs_dir or --run-dir`)
   try {
     accessSync(existing, constants.W_OK)
   } catch (e) {
-    throw new Error(`${cannot}: ${cannotWrite(e, existing)}`)
+    throw new BadInputError(`${cannot}: ${cannotWrite(e, existing)}`)
   }
   for (const folder of missing) {
     try {
       mkdirSync(folder)
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`${cannot}: ${cannotWrite(e, dirname(folder))}`) // EEXIST: made by a run beside this one
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new BadInputError(`${cannot}: ${cannotWrite(e, dirname(folder))}`) // EEXIST: made by a run beside this one
     }
   }
   return missing[0]

@@ -13,8 +13,9 @@ import { repoRoot } from '../bridge/python.js'
 import { openWorker, type WorkerSpec } from '../bridge/worker.js'
 import { RunDir, type Manifest } from './run-dir.js'
 import type { Context } from './context.js'
+import { BadInputError } from './exit-codes.js'
 
-const nfhmVersion = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version
+export const nfhmVersion = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version
 
 export interface SessionOptions {
   /** Run directory; default runs_dir/name. */
@@ -28,16 +29,16 @@ function readSetting(field: string, path: string): string {
   try {
     return readFileSync(path, 'utf8')
   } catch (e) {
-    throw new Error(`worker.${field}: cannot read ${path}: ${(e as Error).message}`)
+    throw new BadInputError(`worker.${field}: cannot read ${path}: ${(e as Error).message}`)
   }
 }
 
-export function workerSpec(config: Config): WorkerSpec {
+export function workerSpec(config: Pick<Config, 'worker'>): WorkerSpec {
   const w = config.worker
   if (w.transport === 'tcp') {
     const [host, port] = w.address!.replace('tcp://', '').split(':')
     const token = w.token_file ? readSetting('token_file', w.token_file).trim() : (process.env.NFHM_TOKEN ?? '')
-    if (!token) throw new Error('worker.token_file (or NFHM_TOKEN) is needed for a tcp worker')
+    if (!token) throw new BadInputError('worker.token_file (or NFHM_TOKEN) is needed for a tcp worker')
     const ca = w.tls_ca === undefined ? undefined : readSetting('tls_ca', w.tls_ca)
     return { transport: 'tcp', host: host!, port: Number(port), token, ca }
   }
@@ -50,7 +51,7 @@ export async function openSession(config: Config, opts: SessionOptions = {}): Pr
   const root = resolve(opts.runDir ?? join(config.runs_dir, config.name))
   const run = new RunDir(root)
   const existing = run.readManifest()
-  if (opts.resume && !existing) throw new Error(`--resume: ${root} holds no run to continue (no manifest.json)`)
+  if (opts.resume && !existing) throw new BadInputError(`--resume: ${root} holds no run to continue (no manifest.json)`)
   run.lock()
   const say = (message: string) => process.stderr.write(`${message}\n`)
   const warn = (message: string) => process.stderr.write(`warning: ${message}\n`)

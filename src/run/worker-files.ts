@@ -9,10 +9,10 @@
 // the worker (the same path when that is unset: a shared filesystem).
 import { dirname, isAbsolute, posix, relative, sep } from 'node:path'
 import type { Table } from 'apache-arrow'
-import type { Context } from './context.js'
+import type { Session } from './context.js'
 
 /** The worker's path of `local`, a path in this run's folder or the cache. */
-export function workerPath(ctx: Context, local: string): string {
+export function workerPath(ctx: Session, local: string): string {
   const remote = ctx.config.worker.runs_dir
   if (remote === undefined) return local
   const inside = relative(dirname(ctx.cacheDir), local)
@@ -21,14 +21,14 @@ export function workerPath(ctx: Context, local: string): string {
 }
 
 /** Whether each worker path exists on the worker's machine (one call for all). */
-export async function workerFilesExist(ctx: Context, paths: string[]): Promise<boolean[]> {
+export async function workerFilesExist(ctx: Session, paths: string[]): Promise<boolean[]> {
   if (paths.length === 0) return []
   const { result } = await ctx.worker.call('files.stat', { paths })
   return result.files.map((f) => f.exists)
 }
 
 /** An Arrow file on the worker's machine, sent back as a frame. */
-export async function readWorkerTable(ctx: Context, path: string): Promise<Table> {
+export async function readWorkerTable(ctx: Session, path: string): Promise<Table> {
   const { tables } = await ctx.worker.call('files.read_table', { path })
   return tables.table!
 }

@@ -111,6 +111,8 @@ def test_table_errors_name_the_file_and_the_column(tmp_path, params, kind, expec
     assert error["type"] == kind
     for text in expected:
         assert text.replace("TABLE", table) in error["message"]
+    # The user's table is bad input (exit 3); a call that breaks data.scan's own rule is not.
+    assert error["bad_input"] is ("exactly one of" not in expected)
 
 
 def test_an_empty_table_is_an_error(tmp_path):

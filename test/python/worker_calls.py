@@ -24,8 +24,8 @@ def call(
     return reply["result"], out_tables
 
 
-def call_error(name: str, params: dict[str, Any], tables: dict[str, pa.Table] | None = None) -> dict[str, str]:
-    """The error reply of a call that must fail: {"type", "message", "traceback"}."""
+def call_error(name: str, params: dict[str, Any], tables: dict[str, pa.Table] | None = None) -> dict[str, Any]:
+    """The error reply of a call that must fail: {"type", "message", "traceback", "bad_input"}."""
     reply, _ = REGISTRY.dispatch(WorkerState(), name, params, tables or {})
     assert not reply["ok"], f"{name} succeeded but should have failed: {reply['result']}"
     return reply["error"]

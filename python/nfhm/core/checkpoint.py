@@ -22,6 +22,8 @@ TOLERATED_SUFFIX = "num_batches_tracked"
 class CheckpointError(ValueError):
     """A checkpoint file cannot be read, or does not fit the model it is loaded into."""
 
+    bad_input = True  # the user's file (core/user_input.py)
+
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read a ``torch.save``-d flat ``{name: tensor}`` dict onto the CPU.

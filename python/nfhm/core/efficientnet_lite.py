@@ -41,6 +41,7 @@ from torch.nn import functional as F
 from .checkpoint import CheckpointError, check_keys, load_strict, read_state_dict
 from .freeze import PartlyFrozen
 from .transforms import EvalTransform
+from .user_input import users_input
 
 PREFIX = "efficientnet-lite"
 TRUNK_FEATURES = 1280
@@ -250,10 +251,10 @@ def get_variant(name: str) -> Variant:
 
 def check_image_size(name: str, image_size: int) -> int:
     if image_size < MIN_IMAGE_SIZE:
-        raise ValueError(
+        raise users_input(ValueError(
             f"model.image_size={image_size} is too small for {name}: it downsamples by 32, "
             f"so image_size must be >= {MIN_IMAGE_SIZE} (its native size is {get_variant(name).image_size})"
-        )
+        ))
     return image_size
 
 

@@ -32,6 +32,7 @@ from .efficientnet_lite import VARIANTS as EFFICIENTNET_LITE_VARIANTS
 from .efficientnet_lite import load as load_efficientnet_lite
 from .freeze import PartlyFrozen
 from .transforms import EvalTransform
+from .user_input import users_input
 
 BN_EPS = 2e-5
 OPENCLIP_PREFIX = "openclip:"
@@ -149,10 +150,10 @@ class VisionTransformer(PartlyFrozen, nn.Module):
         if self.image_size % patch or self.image_size < patch:
             below, above = self.image_size // patch * patch, (self.image_size // patch + 1) * patch
             nearest = " and ".join(str(s) for s in (below, above) if s >= patch)
-            raise ValueError(
+            raise users_input(ValueError(
                 f"model.image_size={self.image_size} is not a multiple of the patch size {patch}: "
                 f"the nearest sizes this model takes are {nearest} (its native size is {config.image_size})"
-            )
+            ))
         self.num_tokens = (self.image_size // config.patch_size) ** 2
         width = config.width
         self.patch_embed = PatchEmbedding(config.patch_size, width)

@@ -10,6 +10,7 @@ from ..core.collection import scan_folder, scan_table
 from ..core.digest import sha256_file, sha256_stats
 from ..core.images import BadImage, ImageDataset
 from ..core.lifetime import die_with_this_process
+from ..core.user_input import users_input
 from .handler import Handler, Result, Tables
 from .state import WorkerState
 
@@ -29,12 +30,16 @@ def scan(
 ) -> tuple[Result, Tables]:
     if (table is None) == (folder is None):
         raise ValueError("data.scan needs exactly one of `table` (a CSV/TSV/Parquet file) or `folder`")
-    if table is not None:
-        images = scan_table(table, image_root, path_column, label_column, split_column, group_column, label_type)
-        source, sha256, skipped = table, sha256_file(table), []
-    else:
-        images, sha256, skipped = scan_folder(folder)
-        source = folder
+    try:
+        if table is not None:
+            images = scan_table(table, image_root, path_column, label_column, split_column, group_column, label_type)
+            source, sha256, skipped = table, sha256_file(table), []
+        else:
+            images, sha256, skipped = scan_folder(folder)
+            source = folder
+    except (ValueError, OSError) as e:
+        # Scanning reads nothing but the user's table or folder, and each error names it.
+        raise users_input(e)
     return {"rows": images.num_rows, "source": source, "sha256": sha256, "skipped_folders": skipped}, {"images": images}
 
 

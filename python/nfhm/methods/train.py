@@ -17,6 +17,7 @@ import torch.distributed as dist
 
 from ..core import freeze as freezing
 from ..core.atomic import atomic_path
+from ..core.export import ExportFormats, export_model
 from ..core.freeze import FrozenCache, apply_freeze, augmentation_is_off, frozen_cache
 from ..core.model_spec import ModelSpec, build_model
 from ..core.precision import Precision
@@ -219,9 +220,19 @@ def checkpoint(state: WorkerState, tables: Tables, *, path: str) -> Result:
     return {"step": session.step, "bytes": os.path.getsize(path)}
 
 
-def export(state: WorkerState, tables: Tables, *, model_path: str, centroids_path: str) -> Result:
+def export(
+    state: WorkerState,
+    tables: Tables,
+    *,
+    model_path: str,
+    centroids_path: str,
+    model: ModelSpec,
+    round: int,
+    formats: ExportFormats,
+) -> Result:
     """trained_model.pt in UNICOM's key layout and final_centroids.npy (the whole C x E class
-    matrix, gathered from every rank), as the group saved them; ends the session."""
+    matrix, gathered from every rank), as the group saved them, then the other formats and the
+    model card beside the .pt (nfhm/core/export.py); ends the session."""
     session = _session(state)
     state.session = None
     weight = session.head.weight
@@ -234,7 +245,16 @@ def export(state: WorkerState, tables: Tables, *, model_path: str, centroids_pat
     with atomic_path(centroids_path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, centroids)
-    return {"step": session.step, "classes": int(centroids.shape[0]), "embedding_size": int(centroids.shape[1])}
+    classes = int(centroids.shape[0])
+    exports = export_model(model, model_path, {"round": round, "step": session.step, "classes": classes}, formats)
+    return {
+        "step": session.step,
+        "classes": classes,
+        "embedding_size": int(centroids.shape[1]),
+        "files": {"safetensors": exports.safetensors, "onnx": exports.onnx, "card": exports.card},
+        "onnx_parity": exports.onnx_parity,
+        "warnings": exports.warnings,
+    }
 
 
 METHODS: dict[str, Handler] = {

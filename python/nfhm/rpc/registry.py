@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from .. import __version__
 from ..core.contract import Contract, contract as current_contract
+from ..core.user_input import is_users_input
 from ..core.world import world
 from ..methods import BUILT_IN
 from ..methods.handler import Handler, Reply, Result, Tables, gather
@@ -50,6 +51,7 @@ def error_reply(exc: BaseException) -> dict[str, Any]:
             "type": type(exc).__name__,
             "message": str(exc),
             "traceback": "".join(traceback.format_exception(exc)),
+            "bad_input": is_users_input(exc),
         },
     }
 
