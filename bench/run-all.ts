@@ -13,7 +13,7 @@ import { repoRoot } from '../src/bridge/python.js'
 import { markdownTable } from '../src/report/table.js'
 import { COLUMNS, REPS, SHORT_REPS, runPython, seconds, type Result, type Row } from './lib.js'
 
-const SCRIPTS = ['train', 'frozen', 'embed', 'embed-pretrained', 'transfer', 'kmeans', 'eval', 'scale', 'latency']
+const SCRIPTS = ['train', 'frozen', 'embed', 'embed-pretrained', 'transfer', 'kmeans', 'eval', 'scale', 'latency', 'use-embed', 'search']
 /** Benchmarks that are a variant of another's script: name -> [script, argument]. */
 const VARIANTS: Record<string, [string, string]> = { 'embed-pretrained': ['embed', 'pretrained'] }
 const BEGIN = '<!-- bench:begin (bench/run-all.ts rewrites everything down to bench:end) -->'
