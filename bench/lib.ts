@@ -100,10 +100,14 @@ export function row(what: string, unit: string, nfhm: number, baseline: number |
 
 const meets = (value: number, [op, bound]: Goal): boolean => (op === '>=' ? value >= bound : op === '<=' ? value <= bound : value < bound)
 
-/** Runs a script of bench/python (a baseline, or a data maker) with the venv Python (nfhm importable); its last stdout line is JSON. */
+/**
+ * Runs a script of bench/python (a baseline, or a data maker) with the venv Python (nfhm
+ * importable); its last stdout line is JSON. OpenMP waits passively, as in every worker
+ * (python/nfhm/rpc/__init__.py), so that a baseline differs from nfhm only in the code compared.
+ */
 export async function runPython<T = Sample>(script: string, config: unknown): Promise<T> {
   const result = await execa(pythonInterpreter(), [join(repoRoot, 'bench', 'python', script), JSON.stringify(config)], {
-    env: workerEnv(),
+    env: workerEnv({ OMP_WAIT_POLICY: process.env.OMP_WAIT_POLICY ?? 'PASSIVE' }),
     extendEnv: false,
     reject: false,
   })
