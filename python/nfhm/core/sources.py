@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .checkpoint import CheckpointError, read_state_dict
-from .digest import sha256_file
+from .digest import sha256_if_file
 from .efficientnet_lite import DEFAULT_EMBEDDING_SIZE, IMAGENET, VARIANTS
 from .export import CARD_FORMAT, sibling
 from .model import CONFIGS
@@ -251,7 +251,7 @@ def _source(
         "kind": kind,
         "model": spec["name"],
         "weights": weights,
-        "weights_sha256": sha256_file(weights) if weights and os.path.isfile(weights) else None,
+        "weights_sha256": sha256_if_file(weights),
         "embedding_size": embedding_size,
         "image_size": image_size,
         "run_dir": str(run_dir) if run_dir else None,

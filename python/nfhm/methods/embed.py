@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..core.digest import sha256_file
+from ..core.digest import sha256_if_file
 from ..core.embedding import embed_images
 from ..core.efficientnet_lite import VARIANTS
 from ..core.freeze import freezable_blocks
@@ -52,16 +52,6 @@ def load_model(state: WorkerState, spec: ModelSpec) -> LoadedModel:
     return state.model
 
 
-def weights_sha256(state: WorkerState, weights: str | None) -> str | None:
-    stamp = _weights_stamp(weights)
-    if stamp is None:
-        return None
-    key = json.dumps([weights, stamp])
-    if key not in state.weights_sha256:
-        state.weights_sha256[key] = sha256_file(weights)
-    return state.weights_sha256[key]
-
-
 def resolve(state: WorkerState, tables: Tables, *, source: dict[str, str]) -> Result:
     """A trained_model.pt, run directory or UNICOM release file (`path`, which a remote worker
     confines), or a model name (`name`, never looked up as a file here)."""
@@ -83,7 +73,7 @@ def describe(state: WorkerState, tables: Tables, *, model: ModelSpec) -> Result:
         "image_size": loaded.image_size,
         # The repr lists every setting of the transform, so any change changes the string.
         "transform": repr(loaded.transform),
-        "weights_sha256": weights_sha256(state, weights_file(model)),
+        "weights_sha256": sha256_if_file(weights_file(model)),
         "parameters": sum(p.numel() for p in loaded.model.parameters()),
         # how many blocks train.freeze may count; None: the model cannot be partly frozen
         "blocks": freezable_blocks(loaded.model),

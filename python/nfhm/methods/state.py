@@ -14,8 +14,6 @@ if TYPE_CHECKING:
 class WorkerState:
     # embed: the model of the last spec, reused while the spec and its weights file stay the same
     model: LoadedModel | None = None
-    # embed: weights checksums by (path, size, mtime), so a file is hashed once
-    weights_sha256: dict[str, str] = field(default_factory=dict)
     # train: the open training session, from train.start to train.export
     session: Session | None = None
     # whatever extension methods keep, under names of their own
